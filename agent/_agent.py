@@ -1,0 +1,291 @@
+"""The labeling agent: evidence from names, units and object types; memory of human decisions."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from agent._names import Knowledge, NameParser, ParsedName
+from agent._scoring import ClassScorer, Evidence, Scored
+from core.errors import LabelingError
+from mapper import RawPoint, Suggestion
+from ontology import Ontology
+
+_NGRAM = 3
+_NON_ALPHA = re.compile(r"[^a-z]+")
+
+
+@dataclass(frozen=True)
+class Example:
+    """A human-confirmed (or corrected) point: the agent must agree with it from now on."""
+
+    name: str
+    brick_class: str
+    building: str = ""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    abstain_below: float = 0.25
+    temperature: float = 1.2
+    #: How far a confirmed look-alike name moves the ranking, per unit of similarity.
+    example_weight: float = 6.0
+    min_example_similarity: float = 0.55
+
+
+class _ExampleMemory:
+    """Confirmed examples, found by exact name, by name pattern, and by similar names."""
+
+    def __init__(self, parser: NameParser) -> None:
+        self._parser = parser
+        self.exact: dict[str, Counter[str]] = defaultdict(Counter)
+        self.by_function: dict[str, Counter[str]] = defaultdict(Counter)
+        self._grams: dict[int, set[int]] = defaultdict(set)
+        self._entries: list[tuple[str, Counter[str], float]] = []
+        self._function_ids: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return sum(sum(c.values()) for c in self.exact.values())
+
+    def add(self, name: str, brick_class: str) -> None:
+        self.exact[name][brick_class] += 1
+        key = self._parser.parse(name).function_key
+        if key:
+            self.by_function[key][brick_class] += 1
+            if key not in self._function_ids:
+                idx = len(self._entries)
+                grams = _grams(key)
+                self._function_ids[key] = idx
+                self._entries.append((key, self.by_function[key], math.sqrt(len(grams)) or 1.0))
+                for g in grams:
+                    self._grams[g].add(idx)
+
+    def similar(self, parsed: ParsedName, limit: int = 5) -> list[tuple[float, Counter[str]]]:
+        grams = _grams(parsed.function_key)
+        if not grams or not self._entries:
+            return []
+        overlap: Counter[int] = Counter()
+        for g in grams:
+            for idx in self._grams.get(g, ()):
+                overlap[idx] += 1
+        norm = math.sqrt(len(grams))
+        out = []
+        for idx, shared in overlap.most_common(limit * 4):
+            _key, classes, other_norm = self._entries[idx]
+            out.append((shared / (norm * other_norm), classes))
+        out.sort(key=lambda x: -x[0])
+        return out[:limit]
+
+
+def _grams(text: str) -> set[int]:
+    words = _NON_ALPHA.sub(" ", text.lower()).split()
+    grams: set[int] = set()
+    for w in words:
+        padded = f" {w} "
+        grams.update(hash(padded[i : i + _NGRAM]) for i in range(max(1, len(padded) - _NGRAM + 1)))
+        grams.add(hash("w:" + w))
+    return grams
+
+
+class LabelingAgent:
+    """Suggests a Brick class for each point, with alternatives, a confidence and a reason.
+
+    Deterministic: the same points and examples give the same suggestions.
+    """
+
+    def __init__(
+        self,
+        ontology: Ontology,
+        knowledge: Knowledge | None = None,
+        config: AgentConfig | None = None,
+    ) -> None:
+        self.ontology = ontology
+        self.knowledge = knowledge or Knowledge.load()
+        self.config = config or AgentConfig()
+        self.parser = NameParser(self.knowledge)
+        self.scorer = ClassScorer(ontology, self.knowledge.implicit)
+        self.memory = _ExampleMemory(self.parser)
+
+    # -- learning --------------------------------------------------------------------
+    def learn(self, examples: Iterable[Example]) -> int:
+        """Remember human decisions; returns how many were taken."""
+        count = 0
+        for ex in examples:
+            cls = self.ontology.index.canonical(ex.brick_class.strip())
+            if not self.ontology.index.is_point(cls):
+                raise LabelingError(f"example '{ex.name}': '{ex.brick_class}' is not a Brick point class")
+            self.memory.add(ex.name, cls)
+            count += 1
+        return count
+
+    # -- suggesting ------------------------------------------------------------------
+    def suggest(
+        self,
+        points: Sequence[RawPoint],
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Suggestion]:
+        cache: dict[tuple[str, str, str, str, tuple[str, ...]], Suggestion] = {}
+        out = []
+        for i, point in enumerate(points):
+            key = (point.name, point.description, point.unit, point.object_type, point.tags)
+            suggestion = cache.get(key)
+            if suggestion is None:
+                suggestion = self._suggest_one(point)
+                cache[key] = suggestion
+            out.append(suggestion)
+            if progress is not None and (i + 1) % 200 == 0:
+                progress(200)
+        if progress is not None:
+            progress(len(points) % 200)
+        return out
+
+    def _suggest_one(self, point: RawPoint) -> Suggestion:
+        name = _clean(point.name)
+        parsed = self.parser.parse(name)
+        # An exact name a human already decided wins outright.
+        decided = self.memory.exact.get(point.name)
+        if decided:
+            cls, n = decided.most_common(1)[0]
+            share = n / sum(decided.values())
+            return Suggestion(
+                brick_class=cls,
+                confidence=round(0.97 * share, 3),
+                alternatives=tuple(c for c, _ in decided.most_common(3)[1:]),
+                reason=f"a reviewer confirmed '{point.name}' as {cls}",
+                equipment=parsed.equipment,
+                source="example",
+            )
+        tags = list(parsed.tags)
+        described = ""
+        if point.description:
+            desc = self.parser.parse(_clean(point.description))
+            tags.extend(desc.tags)
+            described = " ".join(desc.tags)
+        for tag in point.tags:
+            tags.extend(self.parser.parse(tag).tags)
+        unit = self.ontology.units.lookup(point.unit)
+        evidence = self.scorer.evidence(tags, unit, point.object_type)
+        ranked = self.scorer.rank(evidence)
+        ranked, borrowed = self._apply_examples(parsed, ranked)
+        if not ranked or not (evidence.tags or evidence.weak_tags or borrowed):
+            return Suggestion(
+                brick_class=None,
+                confidence=0.0,
+                reason="nothing in the name, unit or type is recognisable",
+                equipment=parsed.equipment,
+            )
+        confidence = self._confidence(ranked, parsed, borrowed)
+        top = ranked[0]
+        alternatives = tuple(s.name for s in ranked[1:3])
+        reason = _reason(parsed, described, point, evidence, top, borrowed)
+        if confidence < self.config.abstain_below:
+            return Suggestion(
+                brick_class=None,
+                confidence=round(confidence, 3),
+                alternatives=(top.name, *alternatives[:1]),
+                reason=f"unsure (best guess {top.name}); {reason}",
+                equipment=parsed.equipment,
+            )
+        return Suggestion(
+            brick_class=top.name,
+            confidence=round(confidence, 3),
+            alternatives=alternatives,
+            reason=reason,
+            equipment=parsed.equipment,
+            source="example" if borrowed and borrowed[1] == top.name else "agent",
+        )
+
+    def _apply_examples(
+        self, parsed: ParsedName, ranked: list[Scored]
+    ) -> tuple[list[Scored], tuple[float, str] | None]:
+        if not len(self.memory):
+            return ranked, None
+        votes: dict[str, float] = defaultdict(float)
+        same = self.memory.by_function.get(parsed.function_key) if parsed.function_key else None
+        if same:
+            for cls, n in same.items():
+                votes[cls] += 1.0 * n / sum(same.values())
+            best_sim = 1.0
+        else:
+            neighbours = [
+                (sim, classes)
+                for sim, classes in self.memory.similar(parsed)
+                if sim >= self.config.min_example_similarity
+            ]
+            if not neighbours:
+                return ranked, None
+            best_sim = neighbours[0][0]
+            for sim, classes in neighbours:
+                total = sum(classes.values())
+                for cls, n in classes.items():
+                    votes[cls] += sim * n / total
+        total_votes = sum(votes.values())
+        by_name = {s.name: s for s in ranked}
+        top_score = ranked[0].score if ranked else 0.0
+        boosted = []
+        for cls, v in votes.items():
+            bonus = self.config.example_weight * best_sim * v / total_votes
+            base = by_name.pop(cls, None)
+            score = (base.score if base else top_score - 2.0) + bonus
+            boosted.append(
+                Scored(
+                    name=cls,
+                    score=score,
+                    matched=base.matched if base else (),
+                    missing=base.missing if base else (),
+                    unexplained=base.unexplained if base else (),
+                )
+            )
+        merged = sorted([*by_name.values(), *boosted], key=lambda s: (-s.score, s.name))
+        winner = max(sorted(votes), key=lambda c: votes[c])
+        return merged, (best_sim, winner)
+
+    def _confidence(
+        self, ranked: list[Scored], parsed: ParsedName, borrowed: tuple[float, str] | None
+    ) -> float:
+        tau = self.config.temperature
+        top = ranked[0].score
+        z = sum(math.exp((s.score - top) / tau) for s in ranked[:10])
+        p = 1.0 / z
+        known = len(parsed.tokens) - len(parsed.unknown)
+        words = [t for t in parsed.tokens if not t.isdigit()]
+        coverage = 1.0 if not words else min(1.0, known / max(1, len(parsed.tokens)) + 0.2)
+        if borrowed and borrowed[1] == ranked[0].name:
+            coverage = max(coverage, borrowed[0])
+        return max(0.0, min(1.0, p * (0.55 + 0.45 * coverage)))
+
+
+def _clean(text: str) -> str:
+    """Drop what cannot be part of a name (controls, invalid surrogates), keep the rest."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return "".join(ch if ch.isprintable() else " " for ch in text[:512])
+
+
+def _reason(
+    parsed: ParsedName,
+    described: str,
+    point: RawPoint,
+    evidence: Evidence,
+    top: Scored,
+    borrowed: tuple[float, str] | None,
+) -> str:
+    parts = []
+    if borrowed and borrowed[1] == top.name:
+        parts.append(f"names like this were confirmed as {top.name} (similarity {borrowed[0]:.2f})")
+    if parsed.expansions:
+        shown = ", ".join(f"{tok}={exp}" for tok, exp in parsed.expansions[:5])
+        parts.append(f"name: {shown}")
+    if described:
+        parts.append(f"description: {described}")
+    if evidence.unit is not None:
+        parts.append(f"unit {point.unit} fits {', '.join(sorted(evidence.unit.quantity_names)[:2])}")
+    if point.object_type:
+        parts.append(f"object type {point.object_type}")
+    if top.missing:
+        parts.append(f"assumed {' '.join(top.missing)}")
+    if parsed.unknown:
+        parts.append(f"unknown: {' '.join(parsed.unknown[:4])}")
+    return "; ".join(parts) or "generic match"

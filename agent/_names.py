@@ -1,0 +1,223 @@
+"""Understanding BMS point names: tokens, equipment and locations, abbreviation expansion."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from core.errors import LabelingError
+from mapper import EquipmentRef
+
+_DELIMS = re.compile(r"[^0-9A-Za-zÀ-ÖØ-öø-ÿ.]+|\.{2,}|(?<![0-9])\.|\.(?![0-9])")
+_CAMEL = re.compile(r"(?<=[a-zà-ÿ])(?=[A-ZÀ-Ý])|(?<=[A-ZÀ-Ý])(?=[A-ZÀ-Ý][a-zà-ÿ]{2,})")
+_ALNUM = re.compile(r"[0-9]+(?:\.[0-9]+)?|[^0-9]+")
+_DIGITS = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
+_MAX_NAME = 512
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """The abbreviation knowledge base: shipped file plus optional site files on top."""
+
+    version: str
+    tokens: dict[str, tuple[str, ...]]
+    phrases: dict[tuple[str, ...], tuple[str, ...]]
+    equipment: dict[str, str]
+    locations: dict[str, str]
+    implicit: frozenset[str]
+    max_phrase: int = 3
+
+    @classmethod
+    def load(cls, *site_files: Path) -> Knowledge:
+        shipped = resources.files("agent") / "data" / "abbreviations.toml"
+        data = tomllib.loads(shipped.read_text("utf-8"))
+        for path in site_files:
+            try:
+                extra = tomllib.loads(Path(path).read_text("utf-8"))
+            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise LabelingError(f"{path}: cannot read abbreviation file: {exc}") from exc
+            for section in ("tokens", "phrases", "equipment", "locations"):
+                data.setdefault(section, {}).update(extra.get(section, {}))
+            if "implicit" in extra:
+                data["implicit"] = extra["implicit"]
+        tokens = {_key(k): tuple(str(v).split()) for k, v in data.get("tokens", {}).items()}
+        phrases = {
+            tuple(_key(w) for w in k.split()): tuple(str(v).split())
+            for k, v in data.get("phrases", {}).items()
+        }
+        return cls(
+            version=str(data.get("version", "0")),
+            tokens=tokens,
+            phrases=phrases,
+            equipment={_key(k): str(v) for k, v in data.get("equipment", {}).items()},
+            locations={_key(k): str(v) for k, v in data.get("locations", {}).items()},
+            implicit=frozenset(data.get("implicit", {}).get("tags", [])),
+            max_phrase=max((len(k) for k in phrases), default=1),
+        )
+
+
+def _key(text: str) -> str:
+    return unicodedata.normalize("NFC", text.strip().lower())
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    """A point name taken apart."""
+
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]  # Brick tags from expanded tokens, in order
+    unknown: tuple[str, ...]  # tokens the knowledge base does not know
+    equipment: EquipmentRef | None = None
+    locations: tuple[str, ...] = ()
+    function_key: str = ""  # the name without identifiers: what repeats across equipment
+    expansions: tuple[tuple[str, str], ...] = field(default=())  # (token, tags) for reasons
+
+
+def tokenize(name: str, keep: frozenset[str] = frozenset()) -> list[str]:
+    """Split on delimiters, camelCase and digit runs: ``EBU3B.RM-4144..ZN-T`` ->
+    ``EBU 3 B RM 4144 ZN T``. Pieces in ``keep`` (``co2``, ``pm2.5``) stay whole."""
+    text = unicodedata.normalize("NFC", name[:_MAX_NAME])
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    out: list[str] = []
+    for part in _DELIMS.split(text):
+        if not part:
+            continue
+        if part.lower() in keep:
+            out.append(part)
+            continue
+        for piece in _CAMEL.split(part):
+            if piece.lower() in keep:
+                out.append(piece)
+                continue
+            out.extend(m.group(0) for m in _ALNUM.finditer(piece) if m.group(0).strip("."))
+    return out
+
+
+class NameParser:
+    """Turns names into Brick tags using the knowledge base; cached per distinct name."""
+
+    def __init__(self, knowledge: Knowledge) -> None:
+        self.knowledge = knowledge
+        self.parse = lru_cache(maxsize=65536)(self._parse)
+        self._keep = frozenset(
+            k for k in knowledge.tokens if any(c.isdigit() for c in k) and any(c.isalpha() for c in k)
+        )
+
+    def _parse(self, name: str) -> ParsedName:
+        kb = self.knowledge
+        tokens = tokenize(name, self._keep)
+        keys = [_key(t) for t in tokens]
+        tags: list[str] = []
+        unknown: list[str] = []
+        expansions: list[tuple[str, str]] = []
+        equipment: list[EquipmentRef] = []
+        locations: list[str] = []
+        function: list[str] = []
+        i = 0
+        while i < len(keys):
+            ident = self._identifier(keys, tokens, i)
+            if ident is not None:
+                kind, cls, label, width = ident
+                if kind == "equipment":
+                    parent = equipment[-1] if equipment else None
+                    equipment.append(EquipmentRef(brick_class=cls, name=label, parent=parent))
+                else:
+                    locations.append(label)
+                i += width
+                continue
+            phrase = self._phrase(keys, i)
+            if phrase is not None:
+                width, expansion = phrase
+                tags.extend(expansion)
+                expansions.append((" ".join(tokens[i : i + width]), " ".join(expansion)))
+                function.extend(keys[i : i + width])
+                i += width
+                continue
+            key = keys[i]
+            if _DIGITS.match(key):
+                i += 1
+                continue
+            if key in kb.tokens:
+                expansion = kb.tokens[key]
+                tags.extend(expansion)
+                if expansion:
+                    expansions.append((tokens[i], " ".join(expansion)))
+                    function.append(key)
+            else:
+                pieces = self._segment(key)
+                if pieces:
+                    for piece in pieces:
+                        tags.extend(kb.tokens[piece])
+                    expansions.append((tokens[i], " ".join(t for p in pieces for t in kb.tokens[p])))
+                    function.append(key)
+                else:
+                    unknown.append(tokens[i])
+                    function.append(key)
+            i += 1
+        return ParsedName(
+            tokens=tuple(tokens),
+            tags=tuple(tags),
+            unknown=tuple(unknown),
+            equipment=equipment[-1] if equipment else None,
+            locations=tuple(locations),
+            function_key=" ".join(function),
+            expansions=tuple(expansions),
+        )
+
+    def _identifier(self, keys: list[str], tokens: list[str], i: int) -> tuple[str, str, str, int] | None:
+        """Equipment or location prefix followed by a number: AHU-1, VAV 2-03, RM-4144."""
+        kb = self.knowledge
+        key = keys[i]
+        table = (
+            ("equipment", kb.equipment.get(key)),
+            ("location", kb.locations.get(key)),
+        )
+        for kind, cls in table:
+            if cls is None:
+                continue
+            j = i + 1
+            numbers: list[str] = []
+            while j < len(keys) and _DIGITS.match(keys[j]) and len(numbers) < 3:
+                numbers.append(tokens[j])
+                j += 1
+            # A one-letter letter suffix (VAV-2-03A) belongs to the identifier.
+            if numbers and j < len(keys) and len(keys[j]) == 1 and keys[j] not in self.knowledge.tokens:
+                numbers.append(tokens[j])
+                j += 1
+            if numbers:
+                label = f"{tokens[i].upper()}-{'-'.join(numbers)}"
+                return kind, cls, label, j - i
+        return None
+
+    def _phrase(self, keys: list[str], i: int) -> tuple[int, tuple[str, ...]] | None:
+        for width in range(min(self.knowledge.max_phrase, len(keys) - i), 1, -1):
+            expansion = self.knowledge.phrases.get(tuple(keys[i : i + width]))
+            if expansion is not None:
+                return width, expansion
+        return None
+
+    @lru_cache(maxsize=16384)  # noqa: B019 - the parser lives as long as its knowledge
+    def _segment(self, key: str) -> tuple[str, ...] | None:
+        """Split a glued token (``CLGSP``) into known abbreviations, fewest pieces first."""
+        if len(key) < 4 or not key.isalpha():
+            return None
+        known = self.knowledge.tokens
+        best: list[tuple[str, ...] | None] = [None] * (len(key) + 1)
+        best[0] = ()
+        for end in range(1, len(key) + 1):
+            for start in range(max(0, end - 12), end - 1):
+                prev = best[start]
+                piece = key[start:end]
+                if prev is None or piece not in known or not known[piece]:
+                    continue
+                candidate = (*prev, piece)
+                current = best[end]
+                if current is None or len(candidate) < len(current):
+                    best[end] = candidate
+        result = best[len(key)]
+        return result if result and len(result) > 1 else None

@@ -1,0 +1,247 @@
+"""Scoring Brick point classes against the evidence a point carries.
+
+Each usable point class is a set of Brick tags. A point's evidence is the tags its name,
+description and source tags expand to, plus what its unit and BACnet object type imply.
+A class scores for the tags it shares with the evidence (rarer tags count more), and
+loses for the tags it needs that the evidence does not give and for evidence it leaves
+unexplained. A unit that cannot measure a class's quantity kind rules the class out,
+since the model would fail validation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from ontology import POINT_KINDS, Ontology, Unit
+
+#: Tags that say what kind of point it is; handled apart from the others.
+KIND_TAGS = frozenset(POINT_KINDS)
+#: Brick spells one idea two ways in some classes; evidence and classes use the first.
+_TAG_ALIASES = {
+    "Discharge": "Supply",
+    "Heating": "Heat",
+    "Cooling": "Cool",
+    "Deionized": "Deionised",
+}
+
+#: What a BACnet object type says about the kind of point (prior cost of each kind).
+_OBJECT_TYPE_KINDS: dict[str, dict[str, float]] = {
+    "ai": {"Sensor": 0.0, "Status": 1.0, "Setpoint": 1.5, "Command": 2.0, "Parameter": 1.5},
+    "ao": {"Command": 0.0, "Setpoint": 0.8, "Sensor": 2.0, "Parameter": 1.5},
+    "av": {"Setpoint": 0.2, "Command": 0.5, "Parameter": 0.5, "Sensor": 0.8, "Status": 1.2},
+    "bi": {"Status": 0.0, "Alarm": 0.3, "Sensor": 1.5, "Command": 2.0},
+    "bo": {"Command": 0.0, "Status": 1.5, "Setpoint": 2.0},
+    "bv": {"Command": 0.3, "Status": 0.3, "Alarm": 0.6, "Setpoint": 1.5, "Parameter": 1.0},
+    "msi": {"Status": 0.0, "Sensor": 1.0, "Command": 1.5},
+    "mso": {"Command": 0.0, "Status": 1.0},
+    "msv": {"Command": 0.3, "Status": 0.3, "Setpoint": 1.0},
+}
+#: Kind costs when nothing says what kind a point is: most unnamed points are readings.
+_DEFAULT_KINDS = {
+    "Sensor": 0.3,
+    "Status": 1.2,
+    "Setpoint": 1.8,
+    "Command": 1.8,
+    "Parameter": 2.2,
+    "Alarm": 1.8,
+}
+_OBJECT_TYPE_ALIASES = {
+    "analog-input": "ai",
+    "analoginput": "ai",
+    "analog input": "ai",
+    "analog-output": "ao",
+    "analog output": "ao",
+    "analog-value": "av",
+    "analog value": "av",
+    "binary-input": "bi",
+    "binary input": "bi",
+    "binary-output": "bo",
+    "binary output": "bo",
+    "binary-value": "bv",
+    "binary value": "bv",
+    "multi-state-input": "msi",
+    "multi-state-output": "mso",
+    "multi-state-value": "msv",
+    "mi": "msi",
+    "mo": "mso",
+    "mv": "msv",
+}
+#: Quantity kinds a unit implies, as evidence tags (°F says temperature, cfm says air flow).
+_UNIT_TAGS = {
+    "Temperature": ("Temperature",),
+    "VolumeFlowRate": ("Flow",),
+    "Pressure": ("Pressure",),
+    "StaticPressure": ("Pressure",),
+    "ElectricPower": ("Power",),
+    "Energy": ("Energy",),
+    "RelativeHumidity": (),
+    "ElectricCurrent": ("Current",),
+    "Voltage": ("Voltage",),
+    "Frequency": ("Frequency",),
+    "Illuminance": ("Illuminance",),
+    "Time": ("Time",),
+    "Enthalpy": ("Enthalpy",),
+    "ApparentPower": ("Apparent", "Power"),
+}
+
+
+def object_type_key(object_type: str) -> str | None:
+    key = object_type.strip().lower().replace("_", "-")
+    key = _OBJECT_TYPE_ALIASES.get(key, key)
+    return key if key in _OBJECT_TYPE_KINDS else None
+
+
+def normalise_tag(tag: str) -> str:
+    return _TAG_ALIASES.get(tag, tag)
+
+
+@dataclass(frozen=True)
+class ClassProfile:
+    name: str
+    tags: frozenset[str]  # without Point and without the kind tag
+    kind: str | None
+    quantity: str | None
+    depth: int
+
+
+@dataclass(frozen=True)
+class Evidence:
+    tags: frozenset[str]
+    weak_tags: frozenset[str]  # from the unit: supports a class, not missed when absent
+    kind_costs: dict[str, float]
+    unit: Unit | None
+    explicit_kind: str | None
+
+
+@dataclass(frozen=True)
+class Scored:
+    name: str
+    score: float
+    matched: tuple[str, ...]
+    missing: tuple[str, ...]
+    unexplained: tuple[str, ...]
+
+
+class ClassScorer:
+    """Ranks Brick point classes for a point's evidence."""
+
+    def __init__(self, ontology: Ontology, implicit: frozenset[str]) -> None:
+        self._ontology = ontology
+        self._implicit = implicit
+        index = ontology.index
+        profiles = []
+        for cls in index.point_classes():
+            kind = index.point_kind(cls.name)
+            tags = frozenset(normalise_tag(t) for t in cls.tags) - {"Point"} - KIND_TAGS
+            profiles.append(
+                ClassProfile(
+                    name=cls.name,
+                    tags=tags,
+                    kind=kind,
+                    quantity=index.quantity_kind(cls.name),
+                    depth=len(index.ancestors(cls.name)),
+                )
+            )
+        self.profiles = profiles
+        df: Counter[str] = Counter(t for p in profiles for t in p.tags)
+        n = len(profiles)
+        self.weights = {t: 1.0 + math.log(n / c) for t, c in df.items()}
+        self.vocabulary = frozenset(df) | KIND_TAGS
+        self._by_tag: dict[str, list[ClassProfile]] = defaultdict(list)
+        for p in profiles:
+            for t in p.tags:
+                self._by_tag[t].append(p)
+        self._generic = [p for p in profiles if len(p.tags) <= 1]
+        self._rank_cache: dict[object, list[Scored]] = {}
+
+    def weight(self, tag: str) -> float:
+        return self.weights.get(tag, 1.0)
+
+    def evidence(self, tags: list[str], unit: Unit | None, object_type: str) -> Evidence:
+        norm = [normalise_tag(t) for t in tags]
+        kinds = [t for t in norm if t in KIND_TAGS]
+        explicit = kinds[-1] if kinds else None
+        plain = frozenset(t for t in norm if t not in KIND_TAGS and t in self.vocabulary)
+        weak: set[str] = set()
+        if unit is not None:
+            for qk in unit.quantity_names:
+                weak.update(_UNIT_TAGS.get(qk, ()))
+            if "VolumeFlowRate" in unit.quantity_names and "Water" not in plain:
+                weak.add("Air")
+        key = object_type_key(object_type)
+        costs = dict(_OBJECT_TYPE_KINDS[key]) if key else dict(_DEFAULT_KINDS)
+        for kind in POINT_KINDS:
+            costs.setdefault(kind, 3.0)
+        if (
+            unit is not None
+            and unit.quantity_kinds
+            and not (unit.quantity_names <= {"Dimensionless", "DimensionlessRatio"})
+        ):
+            # A physical unit makes a status or alarm unlikely.
+            costs["Status"] += 1.0
+            costs["Alarm"] += 1.5
+        return Evidence(
+            tags=plain,
+            weak_tags=frozenset(weak) - plain,
+            kind_costs=costs,
+            unit=unit,
+            explicit_kind=explicit,
+        )
+
+    def rank(self, ev: Evidence, limit: int = 20) -> list[Scored]:
+        """The best ``limit`` classes, best first; cached, since many names share evidence."""
+        key = (
+            ev.tags,
+            ev.weak_tags,
+            tuple(sorted(ev.kind_costs.items())),
+            ev.unit.iri if ev.unit else None,
+            ev.explicit_kind,
+            limit,
+        )
+        cached = self._rank_cache.get(key)
+        if cached is None:
+            cached = self._rank(ev, limit)
+            if len(self._rank_cache) < 100_000:
+                self._rank_cache[key] = cached
+        return list(cached)
+
+    def _rank(self, ev: Evidence, limit: int) -> list[Scored]:
+        candidates: dict[str, ClassProfile] = {}
+        for t in ev.tags | ev.weak_tags:
+            for p in self._by_tag.get(t, ()):
+                candidates[p.name] = p
+        for p in self._generic:
+            candidates.setdefault(p.name, p)
+        scored = [s for s in (self._score(p, ev) for p in candidates.values()) if s is not None]
+        scored.sort(key=lambda s: (-s.score, s.name))
+        return scored[:limit]
+
+    def _score(self, p: ClassProfile, ev: Evidence) -> Scored | None:
+        unit = ev.unit
+        if unit is not None and p.quantity and unit.quantity_kinds and p.quantity not in unit.quantity_kinds:
+            return None
+        matched = ev.tags & p.tags
+        weak = ev.weak_tags & p.tags
+        missing = p.tags - ev.tags - ev.weak_tags
+        unexplained = ev.tags - p.tags
+        score = sum(self.weight(t) for t in matched) + 0.5 * sum(self.weight(t) for t in weak)
+        score -= sum(self.weight(t) * (0.15 if t in self._implicit else 0.9) for t in missing)
+        score -= 0.6 * sum(self.weight(t) for t in unexplained)
+        if ev.explicit_kind:
+            if p.kind != ev.explicit_kind:
+                score -= 3.0 + ev.kind_costs.get(p.kind or "", 3.0) * 0.5
+            else:
+                score += 1.0
+        else:
+            score -= ev.kind_costs.get(p.kind or "", 3.0)
+        # Among equals, the more specific class (deeper) is the better description.
+        score += 0.01 * p.depth
+        return Scored(
+            name=p.name,
+            score=score,
+            matched=tuple(sorted(matched | weak)),
+            missing=tuple(sorted(missing)),
+            unexplained=tuple(sorted(unexplained)),
+        )

@@ -1,0 +1,324 @@
+"""The pipeline as one explicit context: points in, labeled, validated, stored, queried.
+
+The CLI and the HTTP API both call this; neither has a path of its own to the store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from pydantic import BaseModel
+from rdflib import Graph
+
+from agent import AgentConfig, Example, Knowledge, LabelingAgent
+from api.settings import Settings
+from core.errors import GraphStoreError, OsedError
+from graphstore import GraphStore, open_store
+from mapper import LabeledPoint, RawPoint, ReviewStatus, build_model, building_iri, point_identities
+from ontology import Ontology, ValidationReport, sparql_prefixes
+
+_BUILDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+Progress = Callable[[int], None]
+_HUMAN_STATUSES: dict[str, ReviewStatus] = {
+    "confirmed": "confirmed",
+    "corrected": "corrected",
+    "rejected": "rejected",
+}
+
+
+class BuildingNotFound(OsedError):
+    """No building with that id is stored."""
+
+
+class PointRow(BaseModel):
+    iri: str
+    name: str
+    description: str | None = None
+    unit: str | None = None
+    object_type: str | None = None
+    brick_class: str | None = None
+    suggested_class: str | None = None
+    confidence: float | None = None
+    status: str
+    reason: str | None = None
+    alternatives: list[str] = []
+    equipment: str | None = None
+
+
+@dataclass
+class ImportResult:
+    building: str
+    points: int
+    labeled: int
+    abstained: int
+    triples: int
+    report: ValidationReport
+    kept_decisions: int = 0
+    labeled_points: list[LabeledPoint] = field(default_factory=list)
+
+
+def check_building_id(building: str) -> str:
+    if not _BUILDING_ID.match(building):
+        raise OsedError(f"invalid building id '{building[:80]}': use 1-64 letters, digits, '.', '_' or '-'")
+    return building
+
+
+class Platform:
+    """Settings, ontology, store and agent, built once and passed to whoever needs them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: GraphStore | None = None,
+        ontology: Ontology | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ontology = ontology or Ontology.load(settings.cache_dir)
+        self._store = store
+
+    @cached_property
+    def store(self) -> GraphStore:
+        if self._store is None:
+            self._store = open_store(self.settings.store, self.settings.store_path())
+        return self._store
+
+    @cached_property
+    def knowledge(self) -> Knowledge:
+        return Knowledge.load(*self.settings.agent.abbreviation_files)
+
+    def new_agent(self) -> LabelingAgent:
+        config = AgentConfig(abstain_below=self.settings.agent.abstain_below)
+        return LabelingAgent(self.ontology, self.knowledge, config)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+    def graph_iri(self, building: str) -> str:
+        return str(building_iri(self.settings.base_iri, building))
+
+    # -- labeling ---------------------------------------------------------------------
+    def label(
+        self,
+        points: Sequence[RawPoint],
+        examples: Sequence[Example] = (),
+        progress: Progress | None = None,
+        decisions: dict[str, tuple[str, str | None]] | None = None,
+    ) -> list[LabeledPoint]:
+        """Suggest classes; points a human already decided keep the human's decision."""
+        agent = self.new_agent()
+        decisions = decisions or {}
+        learned = list(examples)
+        by_identity = dict(zip(point_identities(points), points, strict=True))
+        for identity, (status, cls) in decisions.items():
+            raw = by_identity.get(identity)
+            if raw is not None and cls and status in ("confirmed", "corrected"):
+                learned.append(Example(name=raw.name, brick_class=cls))
+        agent.learn(learned)
+        suggestions = agent.suggest(points, progress=progress)
+        labeled = []
+        for identity, raw, suggestion in zip(point_identities(points), points, suggestions, strict=True):
+            status, decided = decisions.get(identity, ("", None))
+            human = _HUMAN_STATUSES.get(status)
+            if human is not None:
+                labeled.append(LabeledPoint(raw, suggestion, human, decided))
+            else:
+                labeled.append(
+                    LabeledPoint(raw, suggestion, "suggested" if suggestion.brick_class else "abstained")
+                )
+        return labeled
+
+    def model(self, building: str, labeled: Sequence[LabeledPoint], label: str | None = None) -> Graph:
+        return build_model(
+            building, labeled, self.ontology, base=self.settings.base_iri, building_label=label
+        )
+
+    # -- buildings --------------------------------------------------------------------
+    def create_building(self, building: str, label: str | None = None) -> str:
+        check_building_id(building)
+        iri = self.graph_iri(building)
+        if iri in self.store.graphs():
+            raise OsedError(f"building '{building}' already exists")
+        self.store.replace_graph(iri, self.model(building, [], label))
+        return iri
+
+    def buildings(self) -> list[dict[str, object]]:
+        result = self.store.query(
+            sparql_prefixes()
+            + """
+            SELECT ?id ?label ?g (COUNT(DISTINCT ?p) AS ?points) WHERE {
+              GRAPH ?g { ?b a osed:Building ; osed:buildingId ?id . OPTIONAL { ?b rdfs:label ?label }
+                         OPTIONAL { ?p osed:rawName ?n } }
+            } GROUP BY ?id ?label ?g ORDER BY ?id""",
+            limit=100_000,
+        )
+        return [
+            {
+                "id": str(r["id"]),
+                "label": str(r.get("label", r["id"])),
+                "graph": str(r["g"]),
+                "points": int(str(r["points"])),
+            }
+            for r in result.rows
+        ]
+
+    def require_building(self, building: str) -> str:
+        check_building_id(building)
+        iri = self.graph_iri(building)
+        if iri not in self.store.graphs():
+            raise BuildingNotFound(f"no building '{building}'")
+        return iri
+
+    def building_label(self, building: str) -> str | None:
+        iri = self.graph_iri(building)
+        r = self.store.query(
+            sparql_prefixes()
+            + f"SELECT ?l WHERE {{ GRAPH <{iri}> {{ ?b a osed:Building ; rdfs:label ?l }} }}"
+        )
+        return str(r.rows[0]["l"]) if r.rows else None
+
+    def import_points(
+        self,
+        building: str,
+        points: Sequence[RawPoint],
+        *,
+        examples: Sequence[Example] = (),
+        progress: Progress | None = None,
+        label: str | None = None,
+    ) -> ImportResult:
+        """Label and store a building's points in one all-or-nothing replacement.
+
+        Points a human already decided keep that decision (matched by source identity).
+        """
+        check_building_id(building)
+        iri = self.graph_iri(building)
+        exists = iri in self.store.graphs()
+        decisions = self.decisions(building) if exists else {}
+        label = label or (self.building_label(building) if exists else None)
+        labeled = self.label(points, examples, progress, decisions)
+        model = self.model(building, labeled, label)
+        report = self.ontology.validator.validate(model)
+        triples = self.store.replace_graph(iri, model)
+        return ImportResult(
+            building=building,
+            points=len(labeled),
+            labeled=sum(1 for p in labeled if p.brick_class),
+            abstained=sum(1 for p in labeled if not p.brick_class),
+            triples=triples,
+            report=report,
+            kept_decisions=sum(1 for p in labeled if p.status in ("confirmed", "corrected", "rejected")),
+            labeled_points=labeled,
+        )
+
+    def decisions(self, building: str) -> dict[str, tuple[str, str | None]]:
+        """Human decisions stored for a building: source identity -> (status, class)."""
+        iri = self.graph_iri(building)
+        result = self.store.query(
+            sparql_prefixes()
+            + f"""SELECT ?id ?status ?cls WHERE {{ GRAPH <{iri}> {{
+                ?p osed:sourceIdentity ?id ; osed:reviewStatus ?status .
+                FILTER(?status IN ("confirmed", "corrected", "rejected"))
+                OPTIONAL {{ ?p osed:decidedClass ?cls }} }} }}""",
+            limit=10**7,
+        )
+        brick = "https://brickschema.org/schema/Brick#"
+        return {
+            str(r["id"]): (
+                str(r["status"]),
+                str(r["cls"])[len(brick) :] if "cls" in r else None,
+            )
+            for r in result.rows
+        }
+
+    def building_graph(self, building: str) -> Graph:
+        return self.store.get_graph(self.require_building(building))
+
+    def validate_building(self, building: str) -> ValidationReport:
+        return self.ontology.validator.validate(self.building_graph(building))
+
+    def points(
+        self,
+        building: str,
+        *,
+        offset: int = 0,
+        limit: int = 100,
+        status: str | None = None,
+        text: str | None = None,
+    ) -> tuple[int, list[PointRow]]:
+        iri = self.require_building(building)
+        filters = []
+        if status:
+            filters.append(f'FILTER(?status = "{_escape(status)}")')
+        if text:
+            filters.append(f'FILTER(CONTAINS(LCASE(?name), LCASE("{_escape(text)}")))')
+        where = f"""GRAPH <{iri}> {{
+            ?p osed:rawName ?name ; osed:reviewStatus ?status .
+            {" ".join(filters)} }}"""
+        total_q = self.store.query(sparql_prefixes() + f"SELECT (COUNT(?p) AS ?n) WHERE {{ {where} }}")
+        total = int(str(total_q.rows[0]["n"])) if total_q.rows else 0
+        page = self.store.query(
+            sparql_prefixes()
+            + f"""SELECT ?p ?name ?status ?desc ?unit ?otype ?cls ?sugg ?conf ?reason
+                     (GROUP_CONCAT(DISTINCT ?alt; separator="|") AS ?alts) ?equip WHERE {{
+                {{ SELECT ?p ?name ?status WHERE {{ {where} }} ORDER BY ?name ?p
+                   LIMIT {int(limit)} OFFSET {int(offset)} }}
+                GRAPH <{iri}> {{
+                  ?p a ?cls . FILTER(STRSTARTS(STR(?cls), STR(brick:)))
+                  OPTIONAL {{ ?p osed:rawDescription ?desc }} OPTIONAL {{ ?p osed:rawUnit ?unit }}
+                  OPTIONAL {{ ?p osed:rawObjectType ?otype }} OPTIONAL {{ ?p osed:suggestedClass ?sugg }}
+                  OPTIONAL {{ ?p osed:confidence ?conf }} OPTIONAL {{ ?p osed:suggestionReason ?reason }}
+                  OPTIONAL {{ ?p osed:alternativeClass ?alt }}
+                  OPTIONAL {{ ?p brick:isPointOf ?e . ?e rdfs:label ?equip }}
+                }}
+            }} GROUP BY ?p ?name ?status ?desc ?unit ?otype ?cls ?sugg ?conf ?reason ?equip
+            ORDER BY ?name ?p""",
+            limit=limit,
+        )
+        return total, [_row(r) for r in page.rows]
+
+    def query(self, sparql: str) -> object:
+        return self.store.query(sparql)
+
+
+def _local(term: object) -> str | None:
+    if term is None:
+        return None
+    text = str(term)
+    return text.rsplit("#", 1)[-1] if "#" in text else text
+
+
+def _row(r: Mapping[str, object]) -> PointRow:
+    cls = _local(r.get("cls"))
+    alts = str(r.get("alts") or "")
+    return PointRow(
+        iri=str(r["p"]),
+        name=str(r["name"]),
+        description=str(r["desc"]) if "desc" in r else None,
+        unit=str(r["unit"]) if "unit" in r else None,
+        object_type=str(r["otype"]) if "otype" in r else None,
+        brick_class=None if cls == "Point" else cls,
+        suggested_class=_local(r.get("sugg")),
+        confidence=float(str(r["conf"])) if "conf" in r else None,
+        status=str(r["status"]),
+        reason=str(r["reason"]) if "reason" in r else None,
+        alternatives=[a.rsplit("#", 1)[-1] for a in alts.split("|") if a],
+        equipment=str(r["equip"]) if "equip" in r else None,
+    )
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")[:200]
+
+
+__all__ = [
+    "BuildingNotFound",
+    "GraphStoreError",
+    "ImportResult",
+    "Platform",
+    "PointRow",
+    "check_building_id",
+]

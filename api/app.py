@@ -1,0 +1,332 @@
+"""The FastAPI app: REST for buildings and points, the SPARQL 1.1 Protocol endpoint, jobs.
+
+Routes that touch rdflib, pyshacl or the store are plain ``def`` (FastAPI runs them in
+a thread pool), so no blocking call sits inside ``async def``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from api._jobs import Job, JobManager
+from api._service import BuildingNotFound, Platform, PointRow, check_building_id
+from api._sparql import JSONLD, TURTLE, negotiate, serialize
+from api.settings import Role, Settings
+from core.errors import (
+    GraphStoreError,
+    IngestError,
+    OsedError,
+    QueryError,
+    QueryTimeoutError,
+)
+from graphstore import is_update
+from mapper import read_points_csv
+
+_RANK: dict[str, int] = {"viewer": 0, "reviewer": 1, "operator": 2, "admin": 3}
+
+
+class BuildingIn(BaseModel):
+    id: str = Field(description="1-64 letters, digits, '.', '_' or '-'", examples=["hq"])
+    label: str | None = Field(default=None, examples=["Headquarters"])
+
+
+class Building(BaseModel):
+    id: str
+    label: str
+    graph: str
+    points: int
+
+
+class PointPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[PointRow]
+
+
+class ValidationItem(BaseModel):
+    severity: str
+    message: str
+    focus: str
+    point: str | None
+    path: str | None
+    value: str | None
+
+
+class ValidationOut(BaseModel):
+    conforms: bool
+    points_checked: int
+    violations: int
+    results: list[ValidationItem]
+
+
+def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
+    platform = platform or Platform(settings)
+    jobs = JobManager()
+    app = FastAPI(
+        title="OSED Semantic",
+        version="0.1.0",
+        description="Brick + ASHRAE 223P building models for grid functions: ingest, label, "
+        "validate, store, query.",
+    )
+    app.state.platform = platform
+    app.state.jobs = jobs
+
+    def caller_role(request: Request) -> Role:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            role = settings.api.tokens.get(header[7:].strip())
+            if role is None:
+                raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+            return role
+        if settings.api.anonymous_role:
+            return settings.api.anonymous_role
+        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+    def need(role: Role) -> Any:
+        def check(request: Request) -> Role:
+            have = caller_role(request)
+            if _RANK[have] < _RANK[role]:
+                raise HTTPException(403, f"this needs the {role} role; you are {have}")
+            return have
+
+        return Depends(check)
+
+    @app.exception_handler(BuildingNotFound)
+    def _not_found(_r: Request, exc: BuildingNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(IngestError)
+    def _bad_input(_r: Request, exc: IngestError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc), "source": exc.source, "row": exc.row, "field": exc.field},
+            status_code=400,
+        )
+
+    @app.exception_handler(QueryError)
+    def _bad_query(_r: Request, exc: QueryError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(QueryTimeoutError)
+    def _timeout(_r: Request, exc: QueryTimeoutError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(GraphStoreError)
+    def _store(_r: Request, exc: GraphStoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=502)
+
+    @app.exception_handler(OsedError)
+    def _osed(_r: Request, exc: OsedError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        jobs.close()
+
+    # -- pages ----------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home() -> str:
+        rows = "".join(
+            f"<li><a href='/buildings/{html.escape(str(b['id']))}/points'>"
+            f"{html.escape(str(b['label']))}</a> ({b['points']} points) — "
+            f"<a href='/buildings/{html.escape(str(b['id']))}/model'>Turtle</a> · "
+            f"<a href='/buildings/{html.escape(str(b['id']))}/validation'>validation</a></li>"
+            for b in platform.buildings()
+        )
+        return (
+            "<!doctype html><html><head><meta charset='utf-8'><title>OSED Semantic</title></head>"
+            "<body style='font-family:sans-serif;max-width:50em;margin:2em auto'>"
+            "<h1>OSED Semantic</h1><p>Brick 1.5 + ASHRAE 223P building models.</p>"
+            f"<h2>Buildings</h2><ul>{rows or '<li>none yet</li>'}</ul>"
+            "<p><a href='/docs'>REST API (OpenAPI)</a> · SPARQL endpoint: <code>/sparql</code></p>"
+            "</body></html>"
+        )
+
+    @app.get("/health", tags=["system"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # -- buildings ------------------------------------------------------------------------
+    @app.get(
+        "/buildings",
+        response_model=list[Building],
+        tags=["buildings"],
+        dependencies=[need("viewer")],
+    )
+    def list_buildings() -> list[dict[str, object]]:
+        return platform.buildings()
+
+    @app.post(
+        "/buildings",
+        response_model=Building,
+        status_code=201,
+        tags=["buildings"],
+        dependencies=[need("reviewer")],
+    )
+    def create_building(body: BuildingIn) -> dict[str, object]:
+        graph = platform.create_building(body.id, body.label)
+        return {"id": body.id, "label": body.label or body.id, "graph": graph, "points": 0}
+
+    @app.get(
+        "/buildings/{building}",
+        response_model=Building,
+        tags=["buildings"],
+        dependencies=[need("viewer")],
+    )
+    def get_building(building: str) -> dict[str, object]:
+        platform.require_building(building)
+        for b in platform.buildings():
+            if b["id"] == building:
+                return b
+        raise BuildingNotFound(f"no building '{building}'")
+
+    @app.post(
+        "/buildings/{building}/points",
+        status_code=202,
+        response_model=Job,
+        tags=["buildings"],
+        dependencies=[need("reviewer")],
+    )
+    async def upload_points(building: str, file: UploadFile) -> Job:
+        """Upload a CSV point list; labeling runs as a job (poll ``/jobs/{id}``)."""
+        check_building_id(building)
+        limit = int(settings.api.max_upload_mb * 1_000_000)
+        data = await file.read(limit + 1)
+        name = file.filename or "upload.csv"
+        if len(data) > limit:
+            raise IngestError(
+                f"upload is larger than the {settings.api.max_upload_mb:g} MB limit", source=name
+            )
+        return await _start_import(building, name, data)
+
+    async def _start_import(building: str, name: str, data: bytes) -> Job:
+        from starlette.concurrency import run_in_threadpool
+
+        points = await run_in_threadpool(read_points_csv, name, data=data)
+
+        def work(tick: Callable[[int], None]) -> dict[str, object]:
+            result = platform.import_points(building, points, progress=tick)
+            return {
+                "points": result.points,
+                "labeled": result.labeled,
+                "abstained": result.abstained,
+                "kept_decisions": result.kept_decisions,
+                "triples": result.triples,
+                "conforms": result.report.conforms,
+                "violations": len(result.report.violations),
+            }
+
+        return jobs.submit("import", work, total=len(points), building=building)
+
+    @app.get("/jobs/{job_id}", response_model=Job, tags=["jobs"], dependencies=[need("viewer")])
+    def get_job(job_id: str) -> Job:
+        job = jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job '{job_id}'")
+        return job
+
+    @app.get(
+        "/buildings/{building}/points",
+        response_model=PointPage,
+        tags=["points"],
+        dependencies=[need("viewer")],
+    )
+    def list_points(
+        building: str,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        status: Literal["suggested", "confirmed", "corrected", "rejected", "abstained"] | None = None,
+        q: Annotated[str | None, Query(max_length=200, description="text in the raw name")] = None,
+    ) -> PointPage:
+        total, items = platform.points(building, offset=offset, limit=limit, status=status, text=q)
+        return PointPage(total=total, offset=offset, limit=limit, items=items)
+
+    @app.get(
+        "/buildings/{building}/model",
+        tags=["buildings"],
+        dependencies=[need("viewer")],
+        responses={200: {"content": {TURTLE: {}, JSONLD: {}}}},
+    )
+    def get_model(request: Request, building: str, format: str | None = None) -> Response:
+        media = negotiate(request.headers.get("accept"), graph=True, explicit=format)
+        graph = platform.building_graph(building)
+        fmt = {"text/turtle": "turtle", JSONLD: "json-ld"}.get(media, "turtle")
+        media = media if media in (TURTLE, JSONLD) else TURTLE
+        body = graph.serialize(format=fmt, encoding="utf-8")
+        return Response(body, media_type=media)
+
+    @app.get(
+        "/buildings/{building}/validation",
+        response_model=ValidationOut,
+        tags=["buildings"],
+        dependencies=[need("viewer")],
+    )
+    def get_validation(building: str) -> ValidationOut:
+        report = platform.validate_building(building)
+        return ValidationOut(
+            conforms=report.conforms,
+            points_checked=report.points_checked,
+            violations=len(report.violations),
+            results=[
+                ValidationItem(
+                    severity=r.severity,
+                    message=r.message,
+                    focus=r.focus,
+                    point=r.point,
+                    path=r.path,
+                    value=r.value,
+                )
+                for r in report.results
+            ],
+        )
+
+    # -- SPARQL 1.1 Protocol -----------------------------------------------------------------
+    def run_sparql(request: Request, query: str | None, update: str | None, explicit: str | None) -> Response:
+        if update is not None:
+            role = caller_role(request)
+            if not settings.api.allow_sparql_update:
+                raise HTTPException(403, "SPARQL update is disabled (api.allow_sparql_update)")
+            if role != "admin":
+                raise HTTPException(403, "SPARQL update needs the admin role")
+            platform.store.update(update)
+            return Response(status_code=204)
+        if not query:
+            raise HTTPException(400, "missing 'query' parameter")
+        if is_update(query):
+            raise QueryError("updates go in the 'update' parameter (and need the admin role)")
+        caller_role(request)
+        result = platform.store.query(query)
+        media = negotiate(request.headers.get("accept"), graph=result.kind == "graph", explicit=explicit)
+        headers = {"X-OSED-Truncated": "true"} if result.truncated else {}
+        return Response(serialize(result, media), media_type=media, headers=headers)
+
+    @app.get("/sparql", tags=["sparql"], summary="SPARQL 1.1 query via GET")
+    def sparql_get(request: Request, query: str | None = None, format: str | None = None) -> Response:
+        return run_sparql(request, query, None, format)
+
+    @app.post("/sparql", tags=["sparql"], summary="SPARQL 1.1 query or update via POST")
+    async def sparql_post(request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        query = update = explicit = None
+        if ctype == "application/sparql-query":
+            query = (await request.body()).decode("utf-8", "replace")
+        elif ctype == "application/sparql-update":
+            update = (await request.body()).decode("utf-8", "replace")
+        else:
+            form = await request.form()
+            q, u, f = form.get("query"), form.get("update"), form.get("format")
+            query = q if isinstance(q, str) else None
+            update = u if isinstance(u, str) else None
+            explicit = f if isinstance(f, str) else None
+        explicit = explicit or request.query_params.get("format")
+        return await run_in_threadpool(run_sparql, request, query, update, explicit)
+
+    return app

@@ -1,0 +1,386 @@
+"""The ``osed`` command line. Acting on a local store, the CLI is the admin."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from core.errors import IngestError, OsedError
+
+if TYPE_CHECKING:
+    from agent import Example
+    from api._service import Platform
+    from api.settings import Settings
+
+EXIT_INVALID = 1  # osed validate: the model does not conform
+EXIT_ERROR = 2  # anything else that went wrong
+
+
+def _settings() -> Settings:
+    from api.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        raise click.ClickException(f"invalid settings {where}: {first.get('msg')}") from None
+
+
+def _platform() -> Platform:
+    from api._service import Platform
+
+    return Platform(_settings())
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    bar = tqdm(total=total, desc=label, unit="pt", file=sys.stderr, disable=total < 500, leave=False)
+
+    def tick(n: int) -> None:
+        bar.update(n)
+
+    try:
+        yield tick
+    finally:
+        bar.close()
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except OsedError as exc:
+            click.echo(f"osed: error: {exc}", err=True)
+            ctx.exit(EXIT_ERROR)
+        except OSError as exc:
+            click.echo(f"osed: error: {exc}", err=True)
+            ctx.exit(EXIT_ERROR)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens (to stderr).")
+def main(verbose: bool) -> None:
+    """OSED Semantic: point lists in, a validated Brick + 223P graph out.
+
+    Settings come from OSED_* environment variables (see README). Acting on the local
+    store, every command runs with the admin role.
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+
+
+# -- label -----------------------------------------------------------------------------
+@main.command()
+@click.argument("points", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--predictions",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="CSV to write: one row per input row, same order.",
+)
+@click.option(
+    "--examples",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Human-confirmed rows (name, brick_class) from the same building to learn from.",
+)
+@click.option(
+    "--model",
+    "model_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the validated Brick + 223P model as Turtle.",
+)
+@click.option("--building", default="building", show_default=True, help="Building id for --model.")
+@click.option(
+    "--abbreviations",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    help="Site abbreviation file(s) on top of the shipped one.",
+)
+@click.option("--threshold", type=click.FloatRange(0, 1), help="Abstain below this confidence.")
+def label(
+    points: Path,
+    predictions: Path,
+    examples: Path | None,
+    model_out: Path | None,
+    building: str,
+    abbreviations: tuple[Path, ...],
+    threshold: float | None,
+) -> None:
+    """Label a point list with Brick classes (writes name, brick_class, confidence,
+    alternatives, reason, equipment; brick_class is empty where the agent abstains)."""
+    from api._service import check_building_id
+    from mapper import read_points_csv
+
+    platform = _platform()
+    if abbreviations:
+        platform.settings.agent.abbreviation_files = list(abbreviations)
+    if threshold is not None:
+        platform.settings.agent.abstain_below = threshold
+    raw = read_points_csv(points)
+    learned = read_examples(examples) if examples else []
+    with _progress(len(raw), "labeling") as tick:
+        labeled = platform.label(raw, learned, progress=tick)
+    with predictions.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["name", "brick_class", "confidence", "alternatives", "reason", "equipment"])
+        for p in labeled:
+            s = p.suggestion
+            writer.writerow(
+                [
+                    p.raw.name,
+                    p.brick_class or "",
+                    f"{s.confidence:.3f}",
+                    "|".join(s.alternatives[:2]),
+                    s.reason,
+                    s.equipment.name if s.equipment else "",
+                ]
+            )
+    done = sum(1 for p in labeled if p.brick_class)
+    click.echo(
+        f"labeled {done} of {len(labeled)} points ({len(labeled) - done} abstained) -> {predictions}",
+        err=True,
+    )
+    if model_out:
+        check_building_id(building)
+        model = platform.model(building, labeled)
+        report = platform.ontology.validator.validate(model)
+        model.serialize(destination=str(model_out), format="turtle")
+        click.echo(f"model: {len(model)} triples, {report.summary()} -> {model_out}", err=True)
+
+
+def read_examples(path: Path) -> list[Example]:
+    """Rows with at least ``name`` and ``brick_class``; other columns are ignored."""
+    from agent import Example
+
+    text = path.read_bytes()
+    from mapper import decode_text
+
+    rows = list(csv.DictReader(decode_text(text, str(path)).splitlines()))
+    out = []
+    for row in rows:
+        name, cls = (row.get("name") or "").strip(), (row.get("brick_class") or "").strip()
+        if not name or not cls:
+            if "name" not in row or "brick_class" not in row:
+                raise IngestError("examples need columns 'name' and 'brick_class'", source=str(path), row=1)
+            continue
+        out.append(Example(name=name, brick_class=cls))
+    if not out:
+        raise IngestError("no usable example rows", source=str(path))
+    return out
+
+
+# -- validate ----------------------------------------------------------------------------
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def validate(model: Path) -> None:
+    """Validate a Turtle model with SHACL (Brick 1.5, 223P, OSED shapes).
+
+    Exits 0 when it conforms, 1 with the violations listed when it does not."""
+    from rdflib import Graph
+
+    from ontology import Ontology
+
+    settings = _settings()
+    try:
+        graph = Graph().parse(model, format="turtle")
+    except (SyntaxError, ValueError) as exc:
+        raise OsedError(f"{model}: not valid Turtle: {exc}") from exc
+    ontology = Ontology.load(settings.cache_dir)
+    report = ontology.validator.validate(graph)
+    click.echo(report.to_text())
+    sys.exit(0 if report.conforms else EXIT_INVALID)
+
+
+# -- load / export / query ------------------------------------------------------------------
+@main.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--building", required=True, help="Building id (letters, digits, . _ -).")
+@click.option("--label", "building_label", help="Human-readable building name.")
+@click.option("--examples", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def load(source: Path, building: str, building_label: str | None, examples: Path | None) -> None:
+    """Load a point list (CSV: labeled on the way in) or a Turtle model into the store.
+
+    Replaces the building's graph all-or-nothing; human decisions already stored are kept."""
+    from api._service import check_building_id
+
+    platform = _platform()
+    check_building_id(building)
+    try:
+        if source.suffix.lower() in (".ttl", ".turtle"):
+            from rdflib import Graph
+
+            try:
+                graph = Graph().parse(source, format="turtle")
+            except (SyntaxError, ValueError) as exc:
+                raise OsedError(f"{source}: not valid Turtle: {exc}") from exc
+            report = platform.ontology.validator.validate(graph)
+            n = platform.store.replace_graph(platform.graph_iri(building), graph)
+            click.echo(f"loaded {n} triples into '{building}'; {report.summary()}")
+            return
+        from mapper import read_points_csv
+
+        raw = read_points_csv(source)
+        learned = read_examples(examples) if examples else []
+        with _progress(len(raw), "labeling") as tick:
+            result = platform.import_points(
+                building,
+                raw,
+                examples=learned,
+                progress=tick,
+                label=building_label,
+            )
+        click.echo(
+            f"loaded '{building}': {result.points} points, {result.labeled} labeled, "
+            f"{result.abstained} abstained, {result.kept_decisions} human decisions kept, "
+            f"{result.triples} triples; {result.report.summary()}"
+        )
+    finally:
+        platform.close()
+
+
+@main.command()
+@click.option("--building", required=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["turtle", "json-ld", "nt"]),
+    default="turtle",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: standard output).",
+)
+def export(building: str, fmt: str, output: Path | None) -> None:
+    """Export a building's model."""
+
+    platform = _platform()
+    try:
+        graph = platform.building_graph(building)
+        data = graph.serialize(format=fmt, encoding="utf-8")
+        if output:
+            output.write_bytes(data)
+            click.echo(f"wrote {len(graph)} triples to {output}", err=True)
+        else:
+            sys.stdout.buffer.write(data)
+    finally:
+        platform.close()
+
+
+@main.command()
+@click.argument("sparql", required=False)
+@click.option("-f", "--file", "query_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def query(sparql: str | None, query_file: Path | None, fmt: str) -> None:
+    """Run a read-only SPARQL query over every building (default graph = union)."""
+    import json
+
+    from api._sparql import results_json
+    from ontology import sparql_prefixes
+
+    if query_file:
+        sparql = query_file.read_text("utf-8")
+    if not sparql:
+        raise click.UsageError("give a query or --file")
+    if "PREFIX" not in sparql.upper():
+        sparql = sparql_prefixes() + "\n" + sparql
+    platform = _platform()
+    try:
+        result = platform.store.query(sparql)
+        if result.kind == "graph":
+            assert result.graph is not None
+            click.echo(result.graph.serialize(format="turtle"))
+        elif result.kind == "ask":
+            click.echo("true" if result.boolean else "false")
+        elif fmt == "json":
+            click.echo(json.dumps(results_json(result), indent=1))
+        else:
+            writer = csv.writer(sys.stdout, delimiter="\t" if fmt == "table" else ",")
+            writer.writerow(result.variables)
+            for row in result.rows:
+                writer.writerow([str(row.get(v, "")) for v in result.variables])
+        if result.truncated:
+            click.echo("(results truncated at the result limit)", err=True)
+    finally:
+        platform.close()
+
+
+# -- serve ------------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", help="Address to listen on (default from settings: 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default from settings: 8000).")
+@click.option("--demo", is_flag=True, help="Load the bundled demo building first (if not stored).")
+def serve(host: str | None, port: int | None, demo: bool) -> None:
+    """Serve the REST API, the SPARQL endpoint and the OpenAPI docs."""
+    import uvicorn
+
+    from api.app import create_app
+
+    platform = _platform()
+    settings = platform.settings
+    if demo:
+        load_demo(platform)
+    app = create_app(settings, platform=platform)
+    host = host or settings.api.host
+    port = port or settings.api.port
+    click.echo(f"\nOSED Semantic is serving at http://{host}:{port}/")
+    click.echo(f"  API docs:        http://{host}:{port}/docs")
+    click.echo(f"  SPARQL endpoint: http://{host}:{port}/sparql")
+    if demo:
+        click.echo(f"  demo building:   http://{host}:{port}/buildings/demo/points")
+    click.echo("Press Ctrl+C to stop.\n")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def load_demo(platform: Platform) -> None:
+    from api.demo import DEMO_BUILDING, demo_points
+
+    if platform.graph_iri(DEMO_BUILDING) in platform.store.graphs():
+        click.echo(f"demo building '{DEMO_BUILDING}' already stored in {platform.settings.store_path()}")
+        return
+    points = demo_points()
+    with _progress(len(points), "labeling demo") as tick:
+        result = platform.import_points(DEMO_BUILDING, points, progress=tick, label="Demo office building")
+    click.echo(
+        f"demo building: {result.points} points, {result.labeled} labeled, {result.abstained} "
+        f"abstained; validation: {result.report.summary()}; stored in {platform.settings.store_path()}"
+    )
+
+
+# -- eval -------------------------------------------------------------------------------------
+@main.command(name="eval")
+@click.argument(
+    "datasets",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--examples-per-building",
+    type=int,
+    default=0,
+    help="Confirm this many rows per dataset (its first distinct names) before labeling.",
+)
+def eval_(datasets: Sequence[Path], examples_per_building: int) -> None:
+    """Benchmark labeling on datasets with a ground-truth brick_class column."""
+    from eval.labeling import evaluate, format_table
+
+    results = [evaluate(path, examples_per_building=examples_per_building) for path in datasets]
+    click.echo(format_table(results))

@@ -1,0 +1,75 @@
+"""The one settings object: environment variables ``OSED_...`` (nested with ``__``) or a file.
+
+Read once by the CLI or the app factory and passed down; nothing reads the environment at
+import time. Unsafe values are refused outside development.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from graphstore import StoreSettings
+
+Role = Literal["viewer", "reviewer", "operator", "admin"]
+
+
+class AgentSettings(BaseModel):
+    #: Below this confidence the agent suggests nothing rather than a wrong class.
+    abstain_below: float = Field(default=0.25, ge=0, le=1)
+    #: Site abbreviation files (TOML, same layout as agent/data/abbreviations.toml).
+    abbreviation_files: list[Path] = Field(default_factory=list)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_upload_mb: float = Field(default=50.0, gt=0)
+    #: Bearer tokens -> role. Set via OSED_API__TOKENS='{"secret": "admin"}'.
+    tokens: dict[str, Role] = Field(default_factory=dict)
+    #: Role of a request without a token; development only ("" = refuse).
+    anonymous_role: Role | Literal[""] = "admin"
+    #: SPARQL UPDATE through the endpoint, for admins only, when enabled.
+    allow_sparql_update: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OSED_",
+        env_nested_delimiter="__",
+        env_file=None,
+        extra="ignore",
+    )
+
+    environment: Literal["development", "production"] = "development"
+    #: Everything the platform writes (store, caches, job files) goes below this folder.
+    data_dir: Path = Path("var")
+    #: Base of the IRIs minted for buildings, points and equipment.
+    base_iri: str = "urn:osed:"
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_in_production(self) -> Settings:
+        if self.environment == "production":
+            if self.api.anonymous_role:
+                raise ValueError(
+                    "api.anonymous_role must be empty in production: every request needs a token"
+                )
+            if not self.api.tokens:
+                raise ValueError("api.tokens must be set in production")
+            weak = [t for t in self.api.tokens if len(t) < 24]
+            if weak:
+                raise ValueError("api.tokens must be at least 24 characters in production")
+        return self
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    def store_path(self) -> Path:
+        return Path(self.store.path) if self.store.path else self.data_dir / "store"

@@ -1,0 +1,26 @@
+"""Pieces every OSED package shares: the error tree.
+
+Kept deliberately tiny: anything here is a dependency of every other package.
+"""
+
+from core.errors import (
+    GraphStoreError,
+    IngestError,
+    LabelingError,
+    OntologyError,
+    OsedError,
+    QueryError,
+    QueryTimeoutError,
+    ValidationFailed,
+)
+
+__all__ = [
+    "GraphStoreError",
+    "IngestError",
+    "LabelingError",
+    "OntologyError",
+    "OsedError",
+    "QueryError",
+    "QueryTimeoutError",
+    "ValidationFailed",
+]

@@ -1,0 +1,112 @@
+"""The one interface every graph store backend implements, and its result types."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from rdflib import Graph
+from rdflib.term import Identifier
+
+QueryKind = Literal["select", "ask", "graph"]
+
+_KEYWORD = re.compile(
+    r"^\s*(?:(?:PREFIX\s+[^\s:]*:\s*<[^>]*>|BASE\s+<[^>]*>)\s*)*(SELECT|ASK|CONSTRUCT|DESCRIBE"
+    r"|INSERT|DELETE|LOAD|CLEAR|CREATE|DROP|COPY|MOVE|ADD|WITH)\b",
+    re.IGNORECASE,
+)
+_COMMENT = re.compile(r"(?m)#[^\n<>\"']*$")
+
+
+class StoreSettings(BaseModel):
+    """The ``store`` section of the settings."""
+
+    backend: Literal["oxigraph", "sparql"] = "oxigraph"
+    #: Embedded store folder; empty means "store" below the data folder.
+    path: str = ""
+    #: Remote SPARQL 1.1 endpoint (backend "sparql"): query, update and Graph Store URLs.
+    query_url: str = ""
+    update_url: str = ""
+    gsp_url: str = ""
+    username: str = ""
+    password: str = ""
+    #: Query timeout and result limit applied to every query, in seconds and rows.
+    query_timeout_s: float = Field(default=10.0, gt=0)
+    result_limit: int = Field(default=10_000, gt=0)
+    #: Embedded store: worker threads for queries (a timed-out query keeps its worker
+    #: until its current evaluation step ends).
+    query_workers: int = Field(default=4, ge=1)
+    http_timeout_s: float = Field(default=30.0, gt=0)
+
+
+@dataclass
+class QueryResult:
+    """What a query returned, independent of the backend."""
+
+    kind: QueryKind
+    variables: list[str] = field(default_factory=list)
+    rows: list[dict[str, Identifier]] = field(default_factory=list)
+    boolean: bool | None = None
+    graph: Graph | None = None
+    truncated: bool = False
+
+
+def query_form(sparql: str) -> str:
+    """The SPARQL form (SELECT, ASK, CONSTRUCT, DESCRIBE, or an update keyword), upper-case."""
+    match = _KEYWORD.match(_COMMENT.sub("", sparql))
+    return match.group(1).upper() if match else ""
+
+
+def is_update(sparql: str) -> bool:
+    return query_form(sparql) not in ("SELECT", "ASK", "CONSTRUCT", "DESCRIBE", "")
+
+
+class GraphStore(ABC):
+    """Named graphs of RDF with SPARQL 1.1 query and update.
+
+    ``replace_graph`` is all-or-nothing: after it either the whole new graph is stored, or
+    the old one is untouched. Queries see the union of all named graphs as their default
+    graph, so ``?p a brick:Point`` finds points in every building.
+    """
+
+    settings: StoreSettings
+
+    @abstractmethod
+    def replace_graph(self, graph_iri: str, data: Graph) -> int:
+        """Replace one named graph with ``data``; returns the number of triples stored."""
+
+    @abstractmethod
+    def get_graph(self, graph_iri: str) -> Graph:
+        """A copy of one named graph (empty when it does not exist)."""
+
+    @abstractmethod
+    def drop_graph(self, graph_iri: str) -> None: ...
+
+    @abstractmethod
+    def graphs(self) -> list[str]:
+        """The IRIs of all non-empty named graphs."""
+
+    @abstractmethod
+    def query(self, sparql: str, *, timeout_s: float | None = None, limit: int | None = None) -> QueryResult:
+        """Run a read-only query. Raises QueryError (malformed, or an update) or
+        QueryTimeoutError."""
+
+    @abstractmethod
+    def update(self, sparql: str) -> None:
+        """Run a SPARQL update in one transaction."""
+
+    def count(self, graph_iri: str) -> int:
+        result = self.query(f"SELECT (COUNT(*) AS ?n) WHERE {{ GRAPH <{graph_iri}> {{ ?s ?p ?o }} }}")
+        return int(result.rows[0]["n"]) if result.rows else 0
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release files, threads and connections."""
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,56 @@
+"""Point sources in, RDF out: the ``RawPoint`` record, readers, and the model builder."""
+
+from mapper._csv import HEADER_SYNONYMS, decode_text, read_points_csv, sniff_delimiter
+from mapper._rdf import (
+    build_model,
+    building_iri,
+    equipment_iri,
+    point_identities,
+    point_iri,
+    property_class,
+    slug,
+)
+from mapper._records import (
+    REVIEW_STATUSES,
+    AdapterName,
+    Address,
+    BACnetAddress,
+    EdgeXAddress,
+    EquipmentRef,
+    HomeAssistantAddress,
+    LabeledPoint,
+    ModbusAddress,
+    MQTTAddress,
+    RawPoint,
+    ReviewStatus,
+    SourceRef,
+    Suggestion,
+)
+
+__all__ = [
+    "HEADER_SYNONYMS",
+    "REVIEW_STATUSES",
+    "AdapterName",
+    "Address",
+    "BACnetAddress",
+    "EdgeXAddress",
+    "EquipmentRef",
+    "HomeAssistantAddress",
+    "LabeledPoint",
+    "MQTTAddress",
+    "ModbusAddress",
+    "RawPoint",
+    "ReviewStatus",
+    "SourceRef",
+    "Suggestion",
+    "build_model",
+    "building_iri",
+    "decode_text",
+    "equipment_iri",
+    "point_identities",
+    "point_iri",
+    "property_class",
+    "read_points_csv",
+    "slug",
+    "sniff_delimiter",
+]

@@ -1,0 +1,283 @@
+"""Reading CSV point lists into RawPoint records, with errors that name file, row and field."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from core.errors import IngestError
+from mapper._records import (
+    Address,
+    BACnetAddress,
+    EdgeXAddress,
+    HomeAssistantAddress,
+    ModbusAddress,
+    MQTTAddress,
+    RawPoint,
+    SourceRef,
+)
+
+#: Canonical column -> header spellings seen in BMS exports (compared case- and
+#: punctuation-insensitively).
+HEADER_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "name": ("name", "point name", "pointname", "object name", "objectname", "nom", "point", "tag"),
+    "description": ("description", "desc", "dis", "point description"),
+    "unit": ("unit", "units", "unité", "unite", "engineering units", "eng units"),
+    "object_type": ("object type", "objecttype", "object_type", "type", "bacnet type"),
+    "writable": ("writable", "writeable", "commandable", "bacnet writable", "read write"),
+    "minimum": ("min", "minimum", "min value", "low limit"),
+    "maximum": ("max", "maximum", "max value", "high limit"),
+    "bacnet_device": ("bacnet device", "device instance", "device id", "bacnet_device"),
+    "bacnet_object": ("bacnet object", "bacnet_object", "object identifier"),
+    "bacnet_priority": ("bacnet priority", "priority", "bacnet_priority"),
+    "bacnet_address": ("bacnet address", "device address", "bacnet_address"),
+    "edgex_device": ("edgex device", "edgex_device"),
+    "edgex_resource": ("edgex resource", "edgex_resource", "device resource"),
+    "ha_entity": ("ha entity", "ha_entity", "entity id", "entity_id"),
+    "ha_attribute": ("ha attribute", "ha_attribute"),
+    "modbus_unit": ("modbus unit", "modbus_unit", "unit id", "slave id"),
+    "modbus_register": ("modbus register", "modbus_register", "register"),
+    "modbus_type": ("modbus type", "modbus_type", "register type"),
+    "modbus_datatype": ("modbus datatype", "modbus_datatype", "data type"),
+    "modbus_scale": ("modbus scale", "modbus_scale", "scale"),
+    "modbus_host": ("modbus host", "modbus_host"),
+    "mqtt_topic": ("mqtt topic", "mqtt_topic", "state topic"),
+    "mqtt_command_topic": ("mqtt command topic", "mqtt_command_topic", "command topic"),
+}
+
+_BACNET_TYPES = {
+    "ai": "analog-input",
+    "ao": "analog-output",
+    "av": "analog-value",
+    "bi": "binary-input",
+    "bo": "binary-output",
+    "bv": "binary-value",
+    "mi": "multi-state-input",
+    "mo": "multi-state-output",
+    "msi": "multi-state-input",
+    "mso": "multi-state-output",
+    "msv": "multi-state-value",
+    "mv": "multi-state-value",
+}
+_OBJECT_ID = re.compile(r"^\s*([A-Za-z][A-Za-z-]*?)[\s,:_-]*(\d+)\s*$")
+_FOLD = re.compile(r"[^0-9a-zé]+")
+_TRUE = {"true", "yes", "y", "1", "w", "rw", "r/w", "x", "oui", "writable", "commandable"}
+_FALSE = {"false", "no", "n", "0", "r", "ro", "", "non", "read", "read-only"}
+
+
+def _fold(header: str) -> str:
+    return _FOLD.sub(" ", header.strip().lower()).strip()
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """UTF-8 (with or without BOM), else Windows-1252 when the bytes look like text."""
+    if not data.strip():
+        raise IngestError("the file is empty", source=source)
+    if b"\x00" in data[:4096]:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            try:
+                return data.decode("utf-16")
+            except UnicodeDecodeError:
+                pass
+        raise IngestError("unknown encoding: the file contains NUL bytes (binary?)", source=source)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad_at = exc.start
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        text = ""
+    controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\r\n\t")
+    if not text or controls > max(2, len(text) // 1000):
+        line = data[:bad_at].count(b"\n") + 1
+        raise IngestError(
+            f"unknown encoding: not UTF-8 (byte {bad_at}, line {line}) nor Windows-1252 text",
+            source=source,
+        )
+    return text
+
+
+def sniff_delimiter(text: str) -> str:
+    sample = "\n".join(text.splitlines()[:20])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def read_points_csv(
+    path: Path | str,
+    *,
+    data: bytes | None = None,
+    max_bytes: int | None = None,
+    column_map: dict[str, str] | None = None,
+) -> list[RawPoint]:
+    """Read a CSV/TSV point list. ``column_map`` maps our column names to the file's headers."""
+    source = str(path)
+    if data is None:
+        try:
+            size = Path(path).stat().st_size
+            if max_bytes is not None and size > max_bytes:
+                raise IngestError(
+                    f"file is {size / 1e6:.1f} MB, more than the {max_bytes / 1e6:.0f} MB limit",
+                    source=source,
+                )
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise IngestError(f"cannot read file: {exc.strerror}", source=source) from exc
+    if max_bytes is not None and len(data) > max_bytes:
+        raise IngestError(
+            f"file is {len(data) / 1e6:.1f} MB, more than the {max_bytes / 1e6:.0f} MB limit",
+            source=source,
+        )
+    text = decode_text(data, source)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise IngestError("the file is empty", source=source) from None
+    except csv.Error as exc:
+        raise IngestError(f"malformed CSV header: {exc}", source=source, row=1) from exc
+    columns = _match_columns(header, column_map or {}, source)
+    points: list[RawPoint] = []
+    row_no = 1
+    try:
+        for row_no, row in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise IngestError(
+                    f"ragged row: {len(row)} fields where the header has {len(header)}",
+                    source=source,
+                    row=row_no,
+                )
+            points.append(_point(row, columns, source, row_no))
+    except csv.Error as exc:
+        raise IngestError(f"malformed CSV: {exc}", source=source, row=row_no + 1) from exc
+    if not points:
+        raise IngestError("the file has a header but no points", source=source)
+    return points
+
+
+def _match_columns(header: list[str], column_map: dict[str, str], source: str) -> dict[str, int]:
+    folded = [_fold(h) for h in header]
+    found: dict[str, int] = {}
+    for canonical, file_header in column_map.items():
+        if _fold(file_header) not in folded:
+            raise IngestError(
+                f"column mapping names '{file_header}', which is not in the header", source=source
+            )
+        found[canonical] = folded.index(_fold(file_header))
+    for canonical, spellings in HEADER_SYNONYMS.items():
+        if canonical in found:
+            continue
+        for spelling in (canonical, *spellings):
+            key = _fold(spelling)
+            if key in folded and folded.index(key) not in found.values():
+                found[canonical] = folded.index(key)
+                break
+    if "name" not in found:
+        raise IngestError(
+            f"no point-name column: expected one of 'name', 'Point Name', 'Object Name', 'Nom' "
+            f"(header is {', '.join(repr(h) for h in header[:8])})",
+            source=source,
+            row=1,
+            field="name",
+        )
+    return found
+
+
+def _point(row: list[str], columns: dict[str, int], source: str, row_no: int) -> RawPoint:
+    def cell(name: str) -> str:
+        idx = columns.get(name)
+        return row[idx].strip() if idx is not None else ""
+
+    def number(name: str, convert: Callable[[str], float | int] = float) -> float | int | None:
+        text = cell(name)
+        if not text:
+            return None
+        try:
+            return convert(text.replace(",", ".") if convert is float else text)
+        except ValueError:
+            raise IngestError(f"'{text}' is not a number", source=source, row=row_no, field=name) from None
+
+    name = cell("name")
+    if not name:
+        raise IngestError("empty point name", source=source, row=row_no, field="name")
+    writable_text = cell("writable").lower()
+    if writable_text and writable_text not in _TRUE | _FALSE:
+        raise IngestError(f"'{cell('writable')}' is not yes/no", source=source, row=row_no, field="writable")
+    minimum, maximum = number("minimum"), number("maximum")
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise IngestError(
+            f"minimum {minimum} is above maximum {maximum}", source=source, row=row_no, field="min"
+        )
+    return RawPoint(
+        name=name,
+        description=cell("description"),
+        unit=cell("unit"),
+        object_type=cell("object_type"),
+        writable=(writable_text in _TRUE) if writable_text else None,
+        minimum=None if minimum is None else float(minimum),
+        maximum=None if maximum is None else float(maximum),
+        source=SourceRef(source, row_no),
+        address=_address(cell, number, source, row_no),
+    )
+
+
+def _address(
+    cell: Callable[[str], str],
+    number: Callable[..., float | int | None],
+    source: str,
+    row_no: int,
+) -> Address | None:
+    if cell("bacnet_object") or cell("bacnet_device"):
+        device = number("bacnet_device", int)
+        obj = cell("bacnet_object")
+        match = _OBJECT_ID.match(obj)
+        if device is None or not match:
+            raise IngestError(
+                "a BACnet address needs a device instance and an object such as 'analog-value,3'",
+                source=source,
+                row=row_no,
+                field="bacnet_object" if device is not None else "bacnet_device",
+            )
+        kind = match.group(1).lower().rstrip("-")
+        priority = number("bacnet_priority", int)
+        return BACnetAddress(
+            device_instance=int(device),
+            object_type=_BACNET_TYPES.get(kind, kind),
+            object_instance=int(match.group(2)),
+            priority=None if priority is None else int(priority),
+            device_address=cell("bacnet_address") or None,
+        )
+    if cell("edgex_device"):
+        if not cell("edgex_resource"):
+            raise IngestError(
+                "an EdgeX address needs a resource",
+                source=source,
+                row=row_no,
+                field="edgex_resource",
+            )
+        return EdgeXAddress(device=cell("edgex_device"), resource=cell("edgex_resource"))
+    if cell("ha_entity"):
+        return HomeAssistantAddress(entity_id=cell("ha_entity"), attribute=cell("ha_attribute") or None)
+    if cell("modbus_register"):
+        unit = number("modbus_unit", int)
+        register = number("modbus_register", int)
+        scale = number("modbus_scale")
+        return ModbusAddress(
+            unit=int(unit) if unit is not None else 1,
+            register=int(register or 0),
+            register_type=(cell("modbus_type") or "holding").lower(),
+            data_type=(cell("modbus_datatype") or "uint16").lower(),
+            scale=float(scale) if scale is not None else 1.0,
+            host=cell("modbus_host") or None,
+        )
+    if cell("mqtt_topic"):
+        return MQTTAddress(state_topic=cell("mqtt_topic"), command_topic=cell("mqtt_command_topic") or None)
+    return None

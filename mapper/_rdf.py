@@ -1,0 +1,221 @@
+"""Turning labeled points into a Brick + 223P building model (graph conventions: docs/graph.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Sequence
+from decimal import Decimal
+
+from rdflib import RDF, RDFS, XSD, Graph, Literal, URIRef
+
+from mapper._records import (
+    Address,
+    BACnetAddress,
+    EdgeXAddress,
+    EquipmentRef,
+    HomeAssistantAddress,
+    LabeledPoint,
+    ModbusAddress,
+    MQTTAddress,
+    RawPoint,
+)
+from ontology import BACNET, BRICK, OSED, QUDT, REF, S223, Ontology
+
+_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+_REFERENCE_CLASS = {
+    "bacnet": (OSED.BACnetReference, S223.BACnetExternalReference),
+    "edgex": (OSED.EdgeXReference,),
+    "homeassistant": (OSED.HomeAssistantReference,),
+    "modbus": (OSED.ModbusReference,),
+    "mqtt": (OSED.MQTTReference,),
+}
+
+
+def slug(text: str, limit: int = 48) -> str:
+    return _SLUG.sub("_", text).strip("_")[:limit] or "x"
+
+
+def building_iri(base: str, building: str) -> URIRef:
+    return URIRef(f"{base}{slug(building)}")
+
+
+def point_iri(base: str, building: str, identity: str, name: str) -> URIRef:
+    digest = hashlib.sha1(identity.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return URIRef(f"{base}{slug(building)}/point/{slug(name)}_{digest}")
+
+
+def equipment_iri(base: str, building: str, equipment: EquipmentRef) -> URIRef:
+    return URIRef(f"{base}{slug(building)}/equip/{slug(equipment.key())}")
+
+
+def point_identities(points: Sequence[RawPoint]) -> list[str]:
+    """Stable identities: the address or name, numbered where a name without address repeats."""
+    seen: Counter[str] = Counter()
+    out = []
+    for p in points:
+        ident = p.source_identity()
+        seen[ident] += 1
+        out.append(ident if seen[ident] == 1 else f"{ident}#{seen[ident]}")
+    return out
+
+
+def property_class(ontology: Ontology, brick_class: str | None, has_quantity: bool) -> URIRef:
+    """The 223P property class that describes a point of this Brick class."""
+    kind = ontology.index.point_kind(brick_class) if brick_class else None
+    if kind == "Sensor":
+        return S223.QuantifiableObservableProperty if has_quantity else S223.ObservableProperty
+    if kind in ("Setpoint", "Command", "Parameter"):
+        return S223.QuantifiableActuatableProperty if has_quantity else S223.ActuatableProperty
+    if kind in ("Status", "Alarm"):
+        return S223.ObservableProperty
+    return S223.Property
+
+
+def build_model(
+    building: str,
+    points: Sequence[LabeledPoint],
+    ontology: Ontology,
+    *,
+    base: str = "urn:osed:",
+    building_label: str | None = None,
+) -> Graph:
+    """The RDF of one building: its points, equipment, 223P properties and adapter references."""
+    g = Graph()
+    for prefix, ns in (("brick", BRICK), ("s223", S223), ("osed", OSED), ("qudt", QUDT)):
+        g.bind(prefix, ns)
+    g.bind("ref", REF)
+    g.bind("bacnet", BACNET)
+    site = building_iri(base, building)
+    g.add((site, RDF.type, BRICK.Building))
+    g.add((site, RDF.type, OSED.Building))
+    g.add((site, RDFS.label, Literal(building_label or building)))
+    g.add((site, OSED.buildingId, Literal(building)))
+    for labeled, identity in zip(points, point_identities([p.raw for p in points]), strict=True):
+        iri = point_iri(base, building, identity, labeled.raw.name)
+        _add_point(g, ontology, iri, labeled, identity)
+        equipment = labeled.suggestion.equipment
+        if equipment and labeled.brick_class:
+            g.add((iri, BRICK.isPointOf, _add_equipment(g, base, building, site, equipment)))
+    return g
+
+
+def _add_point(g: Graph, ontology: Ontology, iri: URIRef, labeled: LabeledPoint, identity: str) -> None:
+    raw, suggestion = labeled.raw, labeled.suggestion
+    cls = labeled.brick_class
+    if cls is not None:
+        cls = ontology.index.canonical(cls)
+    g.add((iri, RDF.type, BRICK[cls] if cls else BRICK.Point))
+    unit = ontology.units.lookup(raw.unit)
+    quantity = ontology.index.quantity_kind(cls) if cls else None
+    g.add((iri, RDF.type, property_class(ontology, cls, quantity is not None)))
+    if quantity:
+        g.add((iri, QUDT.hasQuantityKind, URIRef(quantity)))
+    if unit:
+        g.add((iri, QUDT.hasUnit, URIRef(unit.iri)))
+        g.add((iri, BRICK.hasUnit, URIRef(unit.iri)))
+    g.add((iri, RDFS.label, Literal(raw.name)))
+    g.add((iri, OSED.rawName, Literal(raw.name)))
+    g.add((iri, OSED.sourceIdentity, Literal(identity)))
+    for pred, value in (
+        (OSED.rawDescription, raw.description),
+        (OSED.rawUnit, raw.unit),
+        (OSED.rawObjectType, raw.object_type),
+    ):
+        if value:
+            g.add((iri, pred, Literal(value)))
+    for tag in raw.tags:
+        g.add((iri, OSED.sourceTag, Literal(tag)))
+    if raw.source is not None:
+        g.add((iri, OSED.sourceFile, Literal(raw.source.source)))
+        if raw.source.row is not None:
+            g.add((iri, OSED.sourceRow, Literal(raw.source.row)))
+    g.add((iri, OSED.reviewStatus, Literal(labeled.status)))
+    g.add((iri, OSED.confidence, Literal(_decimal(suggestion.confidence), datatype=XSD.decimal)))
+    if suggestion.brick_class:
+        g.add((iri, OSED.suggestedClass, BRICK[suggestion.brick_class]))
+    for alt in suggestion.alternatives:
+        g.add((iri, OSED.alternativeClass, BRICK[alt]))
+    if suggestion.reason:
+        g.add((iri, OSED.suggestionReason, Literal(suggestion.reason)))
+    g.add((iri, OSED.suggestionSource, Literal(suggestion.source)))
+    if labeled.decided_class:
+        g.add((iri, OSED.decidedClass, BRICK[labeled.decided_class]))
+    if raw.writable is not None:
+        g.add((iri, OSED.writable, Literal(raw.writable)))
+    if raw.address is not None:
+        ref = URIRef(f"{iri}/ref")
+        g.add((iri, REF.hasExternalReference, ref))
+        g.add((iri, S223.hasExternalReference, ref))
+        _add_reference(g, ref, raw.address, labeled)
+
+
+def _add_reference(g: Graph, ref: URIRef, address: Address, labeled: LabeledPoint) -> None:
+    raw = labeled.raw
+    for cls in _REFERENCE_CLASS[address.adapter]:
+        g.add((ref, RDF.type, cls))
+    g.add((ref, OSED.adapter, Literal(address.adapter)))
+    g.add((ref, OSED.writable, Literal(bool(raw.writable))))
+    g.add((ref, RDFS.label, Literal(f"{address.adapter} reference of {raw.name}")))
+    if raw.minimum is not None:
+        g.add((ref, OSED.minValue, Literal(_decimal(raw.minimum), datatype=XSD.decimal)))
+    if raw.maximum is not None:
+        g.add((ref, OSED.maxValue, Literal(_decimal(raw.maximum), datatype=XSD.decimal)))
+    if isinstance(address, BACnetAddress):
+        g.add(
+            (
+                ref,
+                BACNET["object-identifier"],
+                Literal(f"{address.object_type},{address.object_instance}"),
+            )
+        )
+        g.add((ref, BACNET["device-identifier"], Literal(f"device,{address.device_instance}")))
+        g.add((ref, BACNET["property-identifier"], Literal(address.property_identifier)))
+        g.add((ref, BACNET["object-name"], Literal(raw.name)))
+        if address.priority is not None:
+            g.add(
+                (
+                    ref,
+                    BACNET["priority-for-writing"],
+                    Literal(address.priority, datatype=XSD.nonNegativeInteger),
+                )
+            )
+        if address.device_address:
+            g.add((ref, OSED.bacnetDeviceAddress, Literal(address.device_address)))
+    elif isinstance(address, EdgeXAddress):
+        g.add((ref, OSED.edgexDevice, Literal(address.device)))
+        g.add((ref, OSED.edgexResource, Literal(address.resource)))
+    elif isinstance(address, HomeAssistantAddress):
+        g.add((ref, OSED.haEntityId, Literal(address.entity_id)))
+        if address.attribute:
+            g.add((ref, OSED.haAttribute, Literal(address.attribute)))
+    elif isinstance(address, ModbusAddress):
+        g.add((ref, OSED.modbusUnit, Literal(address.unit)))
+        g.add((ref, OSED.modbusRegister, Literal(address.register)))
+        g.add((ref, OSED.modbusRegisterType, Literal(address.register_type)))
+        g.add((ref, OSED.modbusDataType, Literal(address.data_type)))
+        g.add((ref, OSED.modbusScale, Literal(_decimal(address.scale), datatype=XSD.decimal)))
+        g.add((ref, OSED.modbusWordOrder, Literal(address.word_order)))
+        if address.host:
+            g.add((ref, OSED.modbusHost, Literal(address.host)))
+    elif isinstance(address, MQTTAddress):
+        g.add((ref, OSED.mqttStateTopic, Literal(address.state_topic)))
+        if address.command_topic:
+            g.add((ref, OSED.mqttCommandTopic, Literal(address.command_topic)))
+
+
+def _add_equipment(g: Graph, base: str, building: str, site: URIRef, equipment: EquipmentRef) -> URIRef:
+    iri = equipment_iri(base, building, equipment)
+    if (iri, RDF.type, None) not in g:
+        g.add((iri, RDF.type, BRICK[equipment.brick_class]))
+        g.add((iri, RDFS.label, Literal(equipment.name)))
+        g.add((iri, BRICK.hasLocation, site))
+    if equipment.parent is not None:
+        parent = _add_equipment(g, base, building, site, equipment.parent)
+        g.add((parent, BRICK.feeds, iri))
+    return iri
+
+
+def _decimal(value: float) -> Decimal:
+    return Decimal(str(round(float(value), 6)))

@@ -1,0 +1,71 @@
+"""Brick 1.5 and ASHRAE 223P, loaded offline: class index, units, SHACL validation.
+
+Other packages use only the names in ``__all__``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from ontology._index import POINT_KINDS, BrickClass, ClassIndex, qk_local
+from ontology._units import Unit, UnitTable, normalise_unit_text
+from ontology._validate import ValidationReport, ValidationResult, Validator
+from ontology.namespaces import (
+    BACNET,
+    BRICK,
+    OSED,
+    PREFIXES,
+    PROV,
+    QK,
+    QUDT,
+    REF,
+    S223,
+    TAG,
+    UNIT,
+    sparql_prefixes,
+)
+
+
+@dataclass
+class Ontology:
+    """Everything the other packages need from the ontologies, loaded once and passed in."""
+
+    index: ClassIndex
+    units: UnitTable
+
+    @classmethod
+    def load(cls, cache_dir: Path | None = None) -> Ontology:
+        return cls(index=ClassIndex.load(cache_dir), units=UnitTable())
+
+    @cached_property
+    def validator(self) -> Validator:
+        return Validator(self.index, self.units)
+
+
+__all__ = [
+    "BACNET",
+    "BRICK",
+    "OSED",
+    "POINT_KINDS",
+    "PREFIXES",
+    "PROV",
+    "QK",
+    "QUDT",
+    "REF",
+    "S223",
+    "TAG",
+    "UNIT",
+    "BrickClass",
+    "ClassIndex",
+    "Ontology",
+    "Unit",
+    "UnitTable",
+    "ValidationReport",
+    "ValidationResult",
+    "Validator",
+    "normalise_unit_text",
+    "qk_local",
+    "sparql_prefixes",
+]

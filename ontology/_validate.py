@@ -1,0 +1,291 @@
+"""SHACL validation of a building model against Brick 1.5, 223P and the project's shapes.
+
+pyshacl is slow when a 2 MB ontology is mixed into the data graph, so instead the class
+closure of the model's own nodes is materialised from the cached class index (what RDFS
+inference would add for them) together with the QUDT subset, and the shapes run on that.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyshacl
+from rdflib import OWL, RDF, RDFS, BNode, Graph, URIRef
+from rdflib.namespace import SH
+
+from core.errors import OntologyError
+from ontology import _paths
+from ontology._index import ClassIndex
+from ontology._units import UnitTable, quantity_kind_graph
+from ontology.namespaces import BRICK, OSED, S223
+
+log = logging.getLogger(__name__)
+
+_SEVERITY = {SH.Violation: "violation", SH.Warning: "warning", SH.Info: "info"}
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """One SHACL result, tied back to the point it concerns where there is one."""
+
+    severity: str
+    message: str
+    focus: str
+    point: str | None = None
+    path: str | None = None
+    value: str | None = None
+    shape: str | None = None
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    conforms: bool
+    results: tuple[ValidationResult, ...] = ()
+    points_checked: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def violations(self) -> tuple[ValidationResult, ...]:
+        return tuple(r for r in self.results if r.severity == "violation")
+
+    def by_point(self) -> dict[str, list[ValidationResult]]:
+        """Results grouped by the point they concern (``""`` for model-level ones)."""
+        grouped: dict[str, list[ValidationResult]] = defaultdict(list)
+        for r in self.results:
+            grouped[r.point or ""].append(r)
+        return dict(grouped)
+
+    def summary(self) -> str:
+        if self.conforms:
+            return f"conforms: {self.points_checked} points, 0 violations"
+        return (
+            f"does not conform: {len(self.violations)} violation(s) "
+            f"on {len({r.point or r.focus for r in self.violations})} node(s)"
+        )
+
+    def to_text(self) -> str:
+        lines = [self.summary()]
+        for r in self.results:
+            where = r.point or r.focus
+            path = f" [{r.path}]" if r.path else ""
+            lines.append(f"  {r.severity}: {where}{path}: {r.message}")
+        return "\n".join(lines)
+
+
+class Validator:
+    """Validates building models; loads its shapes once (a few seconds) on first use."""
+
+    def __init__(self, index: ClassIndex, units: UnitTable) -> None:
+        self._index = index
+        self._units = units
+        self._shapes: Graph | None = None
+        self._lock = threading.Lock()
+        self._targets: dict[object, tuple[set[str], set[str]]] | None = None
+        self._pruned: dict[frozenset[object], Graph] = {}
+        self._support = quantity_kind_graph(index, units) + units.graph
+        vocab = Graph().parse(_paths.own_data("osed_shapes.ttl"), format="turtle")
+        self._osed_parents: dict[str, tuple[str, ...]] = defaultdict(tuple)
+        for sub, sup in vocab.subject_objects(RDFS.subClassOf):
+            self._osed_parents[str(sub)] += (str(sup),)
+
+    def shapes(self) -> Graph:
+        with self._lock:
+            if self._shapes is None:
+                g = Graph()
+                try:
+                    g.parse(_paths.brick_ttl(), format="turtle")
+                    g.parse(_paths.s223_ttl(), format="turtle")
+                    g.parse(_paths.own_data("osed_shapes.ttl"), format="turtle")
+                except (OSError, SyntaxError, ValueError) as exc:
+                    raise OntologyError(f"cannot load SHACL shapes: {exc}") from exc
+                self._shapes = g
+            return self._shapes
+
+    def validate(self, model: Graph) -> ValidationReport:
+        data = self._prepare(model)
+        points = {s for s in model.subjects(OSED.rawName, None)}
+        conforms, report, _text = pyshacl.validate(
+            data,
+            shacl_graph=self._relevant_shapes(data),
+            inference="none",
+            advanced=False,
+            allow_warnings=True,
+            abort_on_first=False,
+        )
+        results = tuple(self._results(report, model, points))
+        blocking = any(r.severity == "violation" for r in results)
+        return ValidationReport(
+            conforms=bool(conforms) or not blocking,
+            results=results,
+            points_checked=len(points),
+        )
+
+    def _relevant_shapes(self, data: Graph) -> Graph:
+        """Only the shapes that can target something in ``data``, with what they refer to.
+
+        Brick and 223P together declare thousands of shapes; evaluating all of them is
+        what makes naive validation take minutes. A shape whose target class or predicate
+        does not occur in the data cannot produce a result, so it is left out.
+        """
+        shapes = self.shapes()
+        with self._lock:
+            if self._targets is None:
+                self._targets = _index_targets(shapes)
+            targets = self._targets
+        classes = {str(o) for o in data.objects(None, RDF.type)}
+        predicates = {str(p) for p in data.predicates()}
+        keep = [
+            shape
+            for shape, (by_class, by_predicate) in targets.items()
+            if by_class & classes or by_predicate & predicates
+        ]
+        key = frozenset(keep)
+        cached = self._pruned.get(key)
+        if cached is not None:
+            return cached
+        out = Graph()
+        seen: set[object] = set()
+        todo: list[object] = list(keep)
+        while todo:
+            node = todo.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            for p, o in shapes.predicate_objects(node):  # type: ignore[arg-type]
+                out.add((node, p, o))  # type: ignore[arg-type]
+                if isinstance(o, BNode) or o in targets or p in _SHAPE_REFS:
+                    todo.append(o)
+        for prefix_decl in shapes.subjects(SH.declare, None):
+            for p, o in shapes.predicate_objects(prefix_decl):
+                out.add((prefix_decl, p, o))
+                if isinstance(o, BNode):
+                    for p2, o2 in shapes.predicate_objects(o):
+                        out.add((o, p2, o2))
+        if len(self._pruned) > 32:
+            self._pruned.clear()
+        self._pruned[key] = out
+        return out
+
+    def _prepare(self, model: Graph) -> Graph:
+        """Copy of the model plus what RDFS inference would add for its nodes' classes.
+
+        Also marks each point's asserted Brick classes with ``osed:brickClass`` (on the copy
+        only) so a shape can say when a point carries two classes.
+        """
+        data = Graph()
+        for triple in model:
+            data.add(triple)
+        points = set(model.subjects(OSED.rawName, None))
+        brick_ns = str(BRICK)
+        for s, o in list(model.subject_objects(RDF.type)):
+            iri = str(o)
+            if iri.startswith(brick_ns) and s in points:
+                data.add((s, OSED.brickClass, o))
+            for anc in self._superclasses(iri):
+                data.add((s, RDF.type, URIRef(anc)))
+        data += self._support
+        return data
+
+    def _superclasses(self, iri: str) -> list[str]:
+        brick_ns = str(BRICK)
+        if iri.startswith(brick_ns):
+            name = iri[len(brick_ns) :]
+            return [brick_ns + a for a in self._index.ancestors(name)] if name in self._index else []
+        out: list[str] = []
+        todo = [iri]
+        while todo:
+            cur = todo.pop()
+            for parent in (
+                *self._osed_parents.get(cur, ()),
+                *self._index.s223_parents.get(cur, ()),
+            ):
+                if parent not in out:
+                    out.append(parent)
+                    todo.append(parent)
+        return out
+
+    def _results(self, report: Graph, model: Graph, points: set[Any]) -> list[ValidationResult]:
+        out = []
+        for res in report.subjects(RDF.type, SH.ValidationResult):
+            focus = report.value(res, SH.focusNode)
+            severity = _SEVERITY.get(URIRef(str(report.value(res, SH.resultSeverity))), "violation")
+            message = report.value(res, SH.resultMessage)
+            path = report.value(res, SH.resultPath)
+            value = report.value(res, SH.value)
+            shape = report.value(res, SH.sourceShape)
+            out.append(
+                ValidationResult(
+                    severity=severity,
+                    message=str(message) if message is not None else "constraint not met",
+                    focus=str(focus),
+                    point=_owning_point(model, focus, points),
+                    path=str(path) if isinstance(path, URIRef) else None,
+                    value=str(value) if value is not None else None,
+                    shape=str(shape) if isinstance(shape, URIRef) else None,
+                )
+            )
+        out.sort(key=lambda r: (r.point or r.focus, r.message))
+        return out
+
+
+def _owning_point(model: Graph, focus: Any, points: set[Any]) -> str | None:
+    if focus in points:
+        return str(focus)
+    for subject in model.subjects(None, focus):
+        if subject in points:
+            return str(subject)
+    return None
+
+
+#: 223P shapes left out, because they check the ontology itself or need vocabularies that
+#: are not shipped offline: the closed-world checks require every predicate used on an
+#: s223 node (qudt:hasUnit, qudt:hasQuantityKind...) to be declared in full QUDT.
+_SKIPPED = {
+    str(S223) + name
+    for name in (
+        "Concept",
+        "ConceptShape",
+        "ClosedWorldQUDTShape",
+        "ClosedWorld223Shape",
+        "AbstractClass",
+        "AbstractClassShape",
+        "Class",
+        "SymmetricRelationShape",
+        "RelationWithInverseShape",
+    )
+}
+
+_SHAPE_REFS = {
+    SH.node,
+    SH.property,
+    SH["not"],
+    SH["and"],
+    SH["or"],
+    SH.xone,
+    SH.qualifiedValueShape,
+}
+
+
+def _index_targets(shapes: Graph) -> dict[object, tuple[set[str], set[str]]]:
+    """Each node shape -> (classes it targets, predicates whose use it targets)."""
+    out: dict[object, tuple[set[str], set[str]]] = {}
+    node_shapes = set(shapes.subjects(RDF.type, SH.NodeShape))
+    for shape in node_shapes:
+        if str(shape) in _SKIPPED:
+            continue
+        classes: set[str] = set()
+        predicates: set[str] = set()
+        types = set(shapes.objects(shape, RDF.type))
+        if types & {RDFS.Class, OWL.Class}:
+            classes.add(str(shape))  # implicit class target
+        classes.update(str(c) for c in shapes.objects(shape, SH.targetClass))
+        predicates.update(str(p) for p in shapes.objects(shape, SH.targetSubjectsOf))
+        predicates.update(str(p) for p in shapes.objects(shape, SH.targetObjectsOf))
+        # sh:target (SPARQL targets) in Brick select ontology classes, not data: left out.
+        if classes or predicates:
+            out[shape] = (classes, predicates)
+    return out

@@ -1,0 +1,40 @@
+"""RDF namespaces used across the project."""
+
+from __future__ import annotations
+
+from rdflib import Namespace
+
+BRICK = Namespace("https://brickschema.org/schema/Brick#")
+TAG = Namespace("https://brickschema.org/schema/BrickTag#")
+REF = Namespace("https://brickschema.org/schema/Brick/ref#")
+S223 = Namespace("http://data.ashrae.org/standard223#")
+BACNET = Namespace("http://data.ashrae.org/bacnet/2020#")
+QUDT = Namespace("http://qudt.org/schema/qudt/")
+QK = Namespace("http://qudt.org/vocab/quantitykind/")
+UNIT = Namespace("http://qudt.org/vocab/unit/")
+PROV = Namespace("http://www.w3.org/ns/prov#")
+#: The project's own vocabulary (provenance of labels, adapter references, review state).
+OSED = Namespace("https://w3id.org/osed/ns#")
+
+PREFIXES: dict[str, str] = {
+    "brick": str(BRICK),
+    "tag": str(TAG),
+    "ref": str(REF),
+    "s223": str(S223),
+    "bacnet": str(BACNET),
+    "qudt": str(QUDT),
+    "qudtqk": str(QK),
+    "unit": str(UNIT),
+    "prov": str(PROV),
+    "osed": str(OSED),
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
+    "owl": "http://www.w3.org/2002/07/owl#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "skos": "http://www.w3.org/2004/02/skos/core#",
+}
+
+
+def sparql_prefixes() -> str:
+    """The PREFIX lines for every namespace above, for queries built in code."""
+    return "\n".join(f"PREFIX {p}: <{iri}>" for p, iri in PREFIXES.items())
