@@ -384,3 +384,7 @@ def eval_(datasets: Sequence[Path], examples_per_building: int) -> None:
 
     results = [evaluate(path, examples_per_building=examples_per_building) for path in datasets]
     click.echo(format_table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -110,7 +110,10 @@ def _macro_f1(pairs: list[tuple[str | None, str]]) -> float:
 
 
 def format_table(results: list[LabelingResult]) -> str:
-    head = "| dataset | rows | examples | exact | parent-or-exact | top-3 | coverage | precision | macro-F1 | points/s |"
+    head = (
+        "| dataset | rows | examples | exact | parent-or-exact | top-3 | coverage | precision "
+        "| macro-F1 | points/s |"
+    )
     lines = [head, "|" + "---|" * 10]
     for r in results:
         lines.append(

@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field
 from rdflib import Graph
 from rdflib.term import Identifier
 
+from core.errors import GraphStoreError
+
 QueryKind = Literal["select", "ask", "graph"]
 
 _KEYWORD = re.compile(
@@ -52,6 +54,15 @@ class QueryResult:
     boolean: bool | None = None
     graph: Graph | None = None
     truncated: bool = False
+
+
+def to_ntriples(data: Graph, graph_iri: str) -> bytes:
+    """Serialise for storage; rdflib raises a bare Exception on an invalid IRI."""
+    try:
+        out = data.serialize(format="nt", encoding="utf-8")
+    except Exception as exc:
+        raise GraphStoreError(f"graph <{graph_iri}> not stored: invalid RDF: {exc}") from exc
+    return out if isinstance(out, bytes) else out.encode("utf-8")
 
 
 def query_form(sparql: str) -> str:

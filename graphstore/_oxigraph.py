@@ -15,7 +15,7 @@ from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.term import Identifier
 
 from core.errors import GraphStoreError, QueryError, QueryTimeoutError
-from graphstore._base import GraphStore, QueryResult, StoreSettings, is_update
+from graphstore._base import GraphStore, QueryResult, StoreSettings, is_update, to_ntriples
 
 _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 
@@ -32,11 +32,6 @@ def to_rdflib(term: ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple) -> Ide
             return Literal(term.value)
         return Literal(term.value, datatype=URIRef(term.datatype.value))
     raise GraphStoreError(f"RDF-star terms are not supported: {term}")
-
-
-def _graph_to_ntriples(data: Graph) -> bytes:
-    out = data.serialize(format="nt", encoding="utf-8")
-    return out if isinstance(out, bytes) else out.encode("utf-8")
 
 
 class OxigraphStore(GraphStore):
@@ -60,7 +55,7 @@ class OxigraphStore(GraphStore):
 
     # -- writes -----------------------------------------------------------------------
     def replace_graph(self, graph_iri: str, data: Graph) -> int:
-        payload = _graph_to_ntriples(data)
+        payload = to_ntriples(data, graph_iri)
         staging = ox.NamedNode(f"urn:osed:staging:{uuid.uuid4().hex}")
         try:
             quads = [

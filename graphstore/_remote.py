@@ -7,7 +7,7 @@ from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.term import Identifier
 
 from core.errors import GraphStoreError, QueryError, QueryTimeoutError
-from graphstore._base import GraphStore, QueryResult, StoreSettings, is_update, query_form
+from graphstore._base import GraphStore, QueryResult, StoreSettings, is_update, query_form, to_ntriples
 
 _NT = "application/n-triples"
 
@@ -30,7 +30,7 @@ class RemoteSparqlStore(GraphStore):
 
     # -- writes -----------------------------------------------------------------------
     def replace_graph(self, graph_iri: str, data: Graph) -> int:
-        payload = data.serialize(format="nt", encoding="utf-8")
+        payload = to_ntriples(data, graph_iri)
         if self._gsp_url:
             # Graph Store Protocol PUT replaces the graph in one request.
             self._send(
@@ -41,7 +41,7 @@ class RemoteSparqlStore(GraphStore):
                 headers={"Content-Type": _NT},
             )
         else:
-            body = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+            body = payload.decode("utf-8")
             self.update(
                 f"DROP SILENT GRAPH <{graph_iri}> ;\nINSERT DATA {{ GRAPH <{graph_iri}> {{\n{body}\n}} }}"
             )

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyshacl
-from rdflib import OWL, RDF, RDFS, BNode, Graph, URIRef
+from rdflib import OWL, RDF, RDFS, XSD, BNode, Graph, Literal, URIRef
 from rdflib.namespace import SH
 
 from core.errors import OntologyError
 from ontology import _paths
 from ontology._index import ClassIndex
 from ontology._units import UnitTable, quantity_kind_graph
-from ontology.namespaces import BRICK, OSED, S223
+from ontology.namespaces import BACNET, BRICK, OSED, S223
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,12 @@ class Validator:
                 data.add((s, OSED.brickClass, o))
             for anc in self._superclasses(iri):
                 data.add((s, RDF.type, URIRef(anc)))
+        # Oxigraph stores xsd:nonNegativeInteger as xsd:integer; 223P checks the former.
+        for prop in _NON_NEGATIVE:
+            for s, o in list(data.subject_objects(prop)):
+                if isinstance(o, Literal) and o.datatype == XSD.integer and int(o) >= 0:
+                    data.remove((s, prop, o))
+                    data.add((s, prop, Literal(int(o), datatype=XSD.nonNegativeInteger)))
         data += self._support
         return data
 
@@ -258,6 +264,8 @@ _SKIPPED = {
         "RelationWithInverseShape",
     )
 }
+
+_NON_NEGATIVE = (BACNET["priority-for-writing"], BACNET["property-array-index"])
 
 _SHAPE_REFS = {
     SH.node,

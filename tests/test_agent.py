@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from agent import Example, Knowledge, LabelingAgent, NameParser, tokenize
+from mapper import RawPoint
+from ontology import Ontology
+
+
+def test_tokenizer_splits_delimiters_camel_case_and_digits() -> None:
+    assert tokenize("EBU3B.RM-4144..ZN-T") == ["EBU", "3", "B", "RM", "4144", "ZN", "T"]
+    assert tokenize("ChwVlvCmd") == ["Chw", "Vlv", "Cmd"]
+    assert tokenize("CMU/Gates/CRAC-9/Humidity") == ["CMU", "Gates", "CRAC", "9", "Humidity"]
+
+
+def test_parser_finds_equipment_locations_and_french_terms() -> None:
+    parser = NameParser(Knowledge.load())
+    parsed = parser.parse("AHU1.VAV-2-03.DA-T")
+    assert parsed.equipment is not None and parsed.equipment.name == "VAV-2-03"
+    assert parsed.equipment.parent is not None and parsed.equipment.parent.brick_class == "AHU"
+    assert parser.parse("EBU3B.RM-4144..ZN-T").locations == ("RM-4144",)
+    assert set(parser.parse("VOLET_AIR_NEUF").tags) == {"Damper", "Outside", "Air"}
+    assert set(parser.parse("CONS_TEMP").tags) == {"Setpoint", "Temperature"}
+
+
+def test_site_abbreviation_file_extends_the_shipped_one(tmp_path) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text('[tokens]\nars = "Zone Air Temperature Setpoint"\n', "utf-8")
+    parser = NameParser(Knowledge.load(site))
+    assert parser.parse("SODA1R342__ARS").tags == ("Zone", "Air", "Temperature", "Setpoint")
+
+
+def test_labels_common_points_with_units_and_object_types(ontology: Ontology) -> None:
+    agent = LabelingAgent(ontology)
+    points = [
+        RawPoint("AHU-1.SA-T", unit="°F", object_type="AI"),
+        RawPoint("VAV-2-03.ZN-T", unit="°F", object_type="AI"),
+        RawPoint("AHU-1.SF-STS", object_type="BI"),
+        RawPoint("CH-1.CHWS-T", unit="°F"),
+    ]
+    got = [s.brick_class for s in agent.suggest(points)]
+    assert got == [
+        "Supply_Air_Temperature_Sensor",
+        "Zone_Air_Temperature_Sensor",
+        "Fan_Status",
+        "Supply_Chilled_Water_Temperature_Sensor",
+    ]
+
+
+def test_a_confirmed_example_labels_every_point_with_that_pattern(ontology: Ontology) -> None:
+    agent = LabelingAgent(ontology)
+    names = [f"SODA1R{n}__ARS" for n in (300, 301, 410, 512)]
+    before = agent.suggest([RawPoint(n) for n in names])
+    assert all(s.brick_class != "Zone_Air_Temperature_Sensor" for s in before)
+    agent.learn([Example(names[0], "Zone_Air_Temperature_Sensor")])
+    after = agent.suggest([RawPoint(n) for n in names])
+    assert [s.brick_class for s in after] == ["Zone_Air_Temperature_Sensor"] * 4
+    assert after[0].confidence > 0.9 and "confirmed" in after[0].reason
+
+
+def test_bad_input_is_labeled_or_abstained_one_row_each(ontology: Ontology) -> None:
+    agent = LabelingAgent(ontology)
+    points = [
+        RawPoint(""),
+        RawPoint("\x00\x01\x02\ufffd"),
+        RawPoint("X" * 10_000),
+        RawPoint("ZN-T"),
+        RawPoint("ZN-T"),
+        RawPoint("caf\udce9"),
+    ]
+    out = agent.suggest(points)
+    assert len(out) == len(points)
+    assert out[0].brick_class is None and out[1].brick_class is None
+    assert out[3] == out[4]
+
+
+def test_same_input_same_output(ontology: Ontology) -> None:
+    points = [RawPoint(n) for n in ("SAT", "RAT", "CLG-VLV", "OCC", "unknownthing")]
+    assert LabelingAgent(ontology).suggest(points) == LabelingAgent(ontology).suggest(points)

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from rdflib import Graph
+from SPARQLWrapper import JSON, SPARQLWrapper
+
+from api._service import Platform
+from api.app import create_app
+from tests.conftest import FIXTURES, free_port
+
+
+@pytest.fixture
+def client(platform: Platform) -> Iterator[TestClient]:
+    with TestClient(create_app(platform.settings, platform=platform)) as c:
+        yield c
+
+
+def _import(client: TestClient) -> dict:
+    assert client.post("/buildings", json={"id": "hq", "label": "HQ"}).status_code == 201
+    with (FIXTURES / "small_building.csv").open("rb") as fh:
+        r = client.post("/buildings/hq/points", files={"file": ("small.csv", fh, "text/csv")})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    for _ in range(600):
+        job = client.get(f"/jobs/{job['id']}").json()
+        if job["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    return job
+
+
+def test_upload_labels_as_a_job_and_points_are_listed(client: TestClient) -> None:
+    job = _import(client)
+    assert job["result"]["points"] == 6 and job["done"] == 6
+    page = client.get("/buildings/hq/points", params={"limit": 3}).json()
+    assert page["total"] == 6 and len(page["items"]) == 3
+    zone = client.get("/buildings/hq/points", params={"q": "ZN-T"}).json()["items"][0]
+    assert zone["brick_class"] == "Zone_Air_Temperature_Sensor"
+    assert 0 < zone["confidence"] <= 1 and zone["status"] == "suggested"
+    assert zone["equipment"] == "VAV-1-01"
+
+
+def test_model_as_turtle_and_json_ld_and_validation(client: TestClient) -> None:
+    _import(client)
+    ttl = client.get("/buildings/hq/model", headers={"Accept": "text/turtle"})
+    assert ttl.headers["content-type"].startswith("text/turtle")
+    assert len(Graph().parse(data=ttl.text, format="turtle")) > 50
+    jsonld = client.get("/buildings/hq/model", params={"format": "json-ld"})
+    assert len(Graph().parse(data=jsonld.text, format="json-ld")) == len(Graph().parse(data=ttl.text))
+    report = client.get("/buildings/hq/validation").json()
+    assert report["conforms"] is True and report["points_checked"] == 6
+
+
+@pytest.mark.parametrize(
+    ("accept", "marker"),
+    [
+        ("application/sparql-results+json", '"bindings"'),
+        ("application/sparql-results+xml", "<sparql"),
+        ("text/csv", "p\r\n"),
+    ],
+)
+def test_sparql_protocol_select_formats(client: TestClient, accept: str, marker: str) -> None:
+    _import(client)
+    q = "PREFIX brick: <https://brickschema.org/schema/Brick#> SELECT ?p WHERE { ?p a brick:Zone_Air_Temperature_Sensor }"
+    r = client.get("/sparql", params={"query": q}, headers={"Accept": accept})
+    assert r.status_code == 200 and marker in r.text
+    r = client.post(
+        "/sparql", content=q, headers={"Content-Type": "application/sparql-query", "Accept": accept}
+    )
+    assert r.status_code == 200 and marker in r.text
+
+
+def test_sparql_construct_ask_and_errors(client: TestClient) -> None:
+    _import(client)
+    r = client.post("/sparql", data={"query": "CONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o } LIMIT 5"})
+    assert r.headers["content-type"].startswith("text/turtle")
+    assert client.get("/sparql", params={"query": "ASK { ?s ?p ?o }"}).json()["boolean"] is True
+    bad = client.get("/sparql", params={"query": "SELECT ?x WHERE {"})
+    assert bad.status_code == 400 and "malformed" in bad.json()["detail"]
+    upd = client.post("/sparql", data={"update": "DROP ALL"})
+    assert upd.status_code == 403
+    assert client.get("/sparql", params={"query": "SELECT * { ?s ?p ?o }"}).status_code == 200
+
+
+def test_bad_upload_is_refused_and_stored_points_unchanged(client: TestClient) -> None:
+    _import(client)
+    r = client.post(
+        "/buildings/hq/points", files={"file": ("bad.csv", b"name,unit\nA,F\nB,F,x\n", "text/csv")}
+    )
+    assert r.status_code == 400
+    assert r.json()["row"] == 3 and "bad.csv" in r.json()["detail"]
+    assert client.get("/buildings/hq/points").json()["total"] == 6
+
+
+def test_roles_are_enforced(platform: Platform) -> None:
+    platform.settings.api.tokens = {"viewer-token": "viewer"}
+    platform.settings.api.anonymous_role = ""
+    with TestClient(create_app(platform.settings, platform=platform)) as c:
+        assert c.get("/buildings").status_code == 401
+        auth = {"Authorization": "Bearer viewer-token"}
+        assert c.get("/buildings", headers=auth).status_code == 200
+        assert c.post("/buildings", json={"id": "x"}, headers=auth).status_code == 403
+
+
+def test_a_standard_sparql_client_can_query_the_endpoint(platform: Platform) -> None:
+    app = create_app(platform.settings, platform=platform)
+    with TestClient(app) as c:
+        _import(c)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        client = SPARQLWrapper(f"http://127.0.0.1:{port}/sparql")
+        client.setQuery(
+            "PREFIX brick: <https://brickschema.org/schema/Brick#> "
+            "SELECT ?p WHERE { ?p a brick:Supply_Air_Temperature_Sensor }"
+        )
+        client.setReturnFormat(JSON)
+        bindings = client.queryAndConvert()["results"]["bindings"]  # type: ignore[index]
+        assert len(bindings) == 1
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import DATASETS, FIXTURES
+
+
+def osed(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OSED_DATA_DIR": str(cwd / "var")}
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_label_writes_the_predictions_contract(tmp_path: Path) -> None:
+    out = tmp_path / "pred.csv"
+    r = osed("label", str(DATASETS / "soda.csv"), "--predictions", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    source = list(csv.DictReader((DATASETS / "soda.csv").open(encoding="utf-8")))
+    assert [row["name"] for row in rows] == [row["name"] for row in source]
+    assert {"name", "brick_class", "confidence", "alternatives", "reason"} <= set(rows[0])
+    assert all(0 <= float(row["confidence"]) <= 1 for row in rows)
+
+
+def test_label_with_examples_and_model_then_validate(tmp_path: Path) -> None:
+    examples = tmp_path / "ex.csv"
+    examples.write_text("name,brick_class\nAHU-1.SF-STS,Fan_On_Off_Status\n", "utf-8")
+    out, model = tmp_path / "pred.csv", tmp_path / "model.ttl"
+    r = osed(
+        "label",
+        str(FIXTURES / "small_building.csv"),
+        "--predictions",
+        str(out),
+        "--examples",
+        str(examples),
+        "--model",
+        str(model),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in csv.DictReader(out.open(encoding="utf-8"))}
+    assert rows["AHU-1.SF-STS"]["brick_class"] == "Fan_On_Off_Status"
+    ok = osed("validate", str(model), cwd=tmp_path)
+    assert ok.returncode == 0 and "conforms" in ok.stdout
+    broken = tmp_path / "broken.ttl"
+    broken.write_text(
+        model.read_text("utf-8")
+        + "\n<urn:osed:building/point/x> a <https://brickschema.org/schema/Brick#Zone_Air_Temperature_Sensor> .\n",
+        "utf-8",
+    )
+    bad = osed("validate", str(broken), cwd=tmp_path)
+    assert bad.returncode == 1 and "raw name" in bad.stdout
+
+
+def test_load_query_export_and_clear_errors(tmp_path: Path) -> None:
+    r = osed("load", str(FIXTURES / "small_building.csv"), "--building", "hq", cwd=tmp_path)
+    assert r.returncode == 0 and "6 points" in r.stdout, r.stderr
+    q = osed(
+        "query", "SELECT ?p WHERE { ?p a brick:Zone_Air_Temperature_Sensor }", "--format", "csv", cwd=tmp_path
+    )
+    assert q.returncode == 0 and len(q.stdout.strip().splitlines()) == 2
+    e = osed("export", "--building", "hq", "-o", str(tmp_path / "hq.ttl"), cwd=tmp_path)
+    assert e.returncode == 0 and (tmp_path / "hq.ttl").stat().st_size > 1000
+    missing = tmp_path / "nocol.csv"
+    missing.write_text("unit\nF\n", "utf-8")
+    err = osed("load", str(missing), "--building", "hq", cwd=tmp_path)
+    assert err.returncode == 2
+    assert err.stderr.strip().count("\n") == 0 and "no point-name column" in err.stderr
+    again = osed(
+        "query", "SELECT (COUNT(?p) AS ?n) WHERE { ?p osed:rawName ?x }", "--format", "csv", cwd=tmp_path
+    )
+    assert again.stdout.strip().splitlines()[1] == "6"
