@@ -263,7 +263,7 @@ class Platform:
         page = self.store.query(
             sparql_prefixes()
             + f"""SELECT ?p ?name ?status ?desc ?unit ?otype ?cls ?sugg ?conf ?reason
-                     (GROUP_CONCAT(DISTINCT ?alt; separator="|") AS ?alts) ?equip WHERE {{
+                     (GROUP_CONCAT(DISTINCT STR(?alt); separator="|") AS ?alts) ?equip WHERE {{
                 {{ SELECT ?p ?name ?status WHERE {{ {where} }} ORDER BY ?name ?p
                    LIMIT {int(limit)} OFFSET {int(offset)} }}
                 GRAPH <{iri}> {{

@@ -45,6 +45,7 @@ def test_upload_labels_as_a_job_and_points_are_listed(client: TestClient) -> Non
     assert zone["brick_class"] == "Zone_Air_Temperature_Sensor"
     assert 0 < zone["confidence"] <= 1 and zone["status"] == "suggested"
     assert zone["equipment"] == "VAV-1-01"
+    assert len(zone["alternatives"]) == 2 and zone["reason"]
 
 
 def test_model_as_turtle_and_json_ld_and_validation(client: TestClient) -> None:

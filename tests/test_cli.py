@@ -80,3 +80,21 @@ def test_load_query_export_and_clear_errors(tmp_path: Path) -> None:
         "query", "SELECT (COUNT(?p) AS ?n) WHERE { ?p osed:rawName ?x }", "--format", "csv", cwd=tmp_path
     )
     assert again.stdout.strip().splitlines()[1] == "6"
+
+
+def test_demo_building_loads_labels_and_validates_with_zero_violations(platform) -> None:
+    from api.cli import load_demo
+    from api.demo import DEMO_BUILDING, demo_points
+
+    points = demo_points()
+    assert 200 <= len(points) <= 500
+    load_demo(platform)
+    report = platform.validate_building(DEMO_BUILDING)
+    assert report.conforms and report.violations == (), report.to_text()
+    total, _ = platform.points(DEMO_BUILDING, limit=1)
+    assert total == len(points)
+    labeled = platform.store.query(
+        "PREFIX osed: <https://w3id.org/osed/ns#> SELECT (COUNT(?p) AS ?n) "
+        "WHERE { ?p osed:reviewStatus \"suggested\" }"
+    ).rows[0]["n"]
+    assert int(labeled) >= 0.95 * len(points)
