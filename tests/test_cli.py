@@ -95,6 +95,6 @@ def test_demo_building_loads_labels_and_validates_with_zero_violations(platform)
     assert total == len(points)
     labeled = platform.store.query(
         "PREFIX osed: <https://w3id.org/osed/ns#> SELECT (COUNT(?p) AS ?n) "
-        "WHERE { ?p osed:reviewStatus \"suggested\" }"
+        'WHERE { ?p osed:reviewStatus "suggested" }'
     ).rows[0]["n"]
     assert int(labeled) >= 0.95 * len(points)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +27,11 @@ def _graph(n: int, tag: str = "a") -> Graph:
 @pytest.fixture
 def oxigraph_server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
+    # The server binary ships in the `oxigraph` PyPI package, beside this interpreter.
+    binary = Path(sys.executable).with_name("oxigraph")
     proc = subprocess.Popen(
         [
-            "oxigraph",
+            str(binary if binary.exists() else "oxigraph"),
             "serve",
             "--location",
             str(tmp_path / "ox"),
