@@ -110,7 +110,7 @@ class Validator:
         points = {s for s in model.subjects(OSED.rawName, None)}
         conforms, report, _text = pyshacl.validate(
             data,
-            shacl_graph=self._relevant_shapes(data),
+            shacl_graph=self._without_idle_sparql(self._relevant_shapes(data), data),
             inference="none",
             advanced=False,
             allow_warnings=True,
@@ -168,6 +168,34 @@ class Validator:
         if len(self._pruned) > 32:
             self._pruned.clear()
         self._pruned[key] = out
+        return out
+
+    def _without_idle_sparql(self, shapes: Graph, data: Graph) -> Graph:
+        """Drop SPARQL constraints that have no solution anywhere in ``data``.
+
+        pyshacl parses a SPARQL constraint's query again for every focus node, which is
+        most of the time spent on a building. Run once with ``$this`` unbound, a
+        constraint's SELECT returns every solution any focus node could have; when it
+        returns none, the constraint cannot report anything and is left out.
+        """
+        idle = []
+        for holder, constraint in shapes.subject_objects(SH.sparql):
+            select = shapes.value(constraint, SH.select)
+            if select is None:
+                continue
+            prefixes = _prefix_block(shapes, constraint)
+            try:
+                has_solution = bool(list(data.query(prefixes + str(select))))
+            except Exception:  # noqa: BLE001 - unknown query shape: keep it for pyshacl
+                has_solution = True
+            if not has_solution:
+                idle.append((holder, constraint))
+        if not idle:
+            return shapes
+        out = Graph()
+        out += shapes
+        for holder, constraint in idle:
+            out.remove((holder, SH.sparql, constraint))
         return out
 
     def _prepare(self, model: Graph) -> Graph:
@@ -297,3 +325,15 @@ def _index_targets(shapes: Graph) -> dict[object, tuple[set[str], set[str]]]:
         if classes or predicates:
             out[shape] = (classes, predicates)
     return out
+
+
+def _prefix_block(shapes: Graph, constraint: object) -> str:
+    """PREFIX lines from the sh:declare of the constraint's sh:prefixes ontologies."""
+    lines = []
+    for ontology in shapes.objects(constraint, SH.prefixes):  # type: ignore[arg-type]
+        for decl in shapes.objects(ontology, SH.declare):
+            prefix = shapes.value(decl, SH.prefix)
+            namespace = shapes.value(decl, SH.namespace)
+            if prefix is not None and namespace is not None:
+                lines.append(f"PREFIX {prefix}: <{namespace}>")
+    return "\n".join(lines) + "\n"
