@@ -7,7 +7,8 @@ a thread pool), so no blocking call sits inside ``async def``.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, UploadFile
@@ -69,7 +70,14 @@ class ValidationOut(BaseModel):
 def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
     platform = platform or Platform(settings)
     jobs = JobManager()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        jobs.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="OSED Semantic",
         version="0.1.0",
         description="Brick + ASHRAE 223P building models for grid functions: ingest, label, "
@@ -124,10 +132,6 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     @app.exception_handler(OsedError)
     def _osed(_r: Request, exc: OsedError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    @app.on_event("shutdown")
-    def _close() -> None:
-        jobs.close()
 
     # -- pages ----------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

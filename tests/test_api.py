@@ -134,3 +134,24 @@ def test_a_standard_sparql_client_can_query_the_endpoint(platform: Platform) -> 
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_upload_over_the_size_limit_is_refused(platform: Platform) -> None:
+    platform.settings.api.max_upload_mb = 0.001
+    with TestClient(create_app(platform.settings, platform=platform)) as c:
+        r = c.post("/buildings/hq/points", files={"file": ("big.csv", b"name\n" + b"x\n" * 2000, "text/csv")})
+    assert r.status_code == 400
+    assert "larger than the 0.001 MB limit" in r.json()["detail"] and "big.csv" in r.json()["detail"]
+
+
+def test_long_running_sparql_query_is_stopped_with_503(platform: Platform) -> None:
+    from rdflib import Graph, Literal, URIRef
+
+    g = Graph()
+    for i in range(3000):
+        g.add((URIRef(f"urn:x:{i}"), URIRef("urn:x:p"), Literal(i)))
+    platform.store.replace_graph("urn:x:g", g)
+    platform.store.settings.query_timeout_s = 0.5
+    with TestClient(create_app(platform.settings, platform=platform)) as c:
+        r = c.get("/sparql", params={"query": "SELECT * WHERE { ?a ?p ?x . ?b ?p ?y . ?c ?p ?z }"})
+    assert r.status_code == 503 and "timeout" in r.json()["detail"]
