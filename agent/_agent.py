@@ -105,9 +105,29 @@ class LabelingAgent:
         self.ontology = ontology
         self.knowledge = knowledge or Knowledge.load()
         self.config = config or AgentConfig()
+        self._check_knowledge()
         self.parser = NameParser(self.knowledge)
-        self.scorer = ClassScorer(ontology, self.knowledge.implicit)
+        self.scorer = ClassScorer(
+            ontology,
+            self.knowledge.implicit,
+            self.knowledge.kind_hints,
+            self.knowledge.related,
+            self.knowledge.defaults,
+        )
         self.memory = _ExampleMemory(self.parser)
+
+    def _check_knowledge(self) -> None:
+        index = self.ontology.index
+        for prefix, cls in self.knowledge.equipment.items():
+            if not index.is_equipment(cls):
+                raise LabelingError(
+                    f"abbreviations: equipment '{prefix}' names '{cls}', not a Brick equipment class"
+                )
+        for prefix, cls in self.knowledge.locations.items():
+            if cls not in index or index.root(cls) != "Location":
+                raise LabelingError(
+                    f"abbreviations: location '{prefix}' names '{cls}', not a Brick location class"
+                )
 
     # -- learning --------------------------------------------------------------------
     def learn(self, examples: Iterable[Example]) -> int:
@@ -167,10 +187,10 @@ class LabelingAgent:
         for tag in point.tags:
             tags.extend(self.parser.parse(tag).tags)
         unit = self.ontology.units.lookup(point.unit)
-        evidence = self.scorer.evidence(tags, unit, point.object_type)
+        evidence = self.scorer.evidence(tags, unit, point.object_type, parsed.context)
         ranked = self.scorer.rank(evidence)
         ranked, borrowed = self._apply_examples(parsed, ranked)
-        if not ranked or not (evidence.tags or evidence.weak_tags or borrowed):
+        if not ranked or not (evidence.tags or evidence.explicit_kind or borrowed):
             return Suggestion(
                 brick_class=None,
                 confidence=0.0,

@@ -30,6 +30,10 @@ class Knowledge:
     equipment: dict[str, str]
     locations: dict[str, str]
     implicit: frozenset[str]
+    kind_hints: dict[str, str] = field(default_factory=dict)
+    context: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    related: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    defaults: dict[str, tuple[str, ...]] = field(default_factory=dict)
     max_phrase: int = 3
 
     @classmethod
@@ -41,7 +45,16 @@ class Knowledge:
                 extra = tomllib.loads(Path(path).read_text("utf-8"))
             except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise LabelingError(f"{path}: cannot read abbreviation file: {exc}") from exc
-            for section in ("tokens", "phrases", "equipment", "locations"):
+            for section in (
+                "tokens",
+                "phrases",
+                "equipment",
+                "locations",
+                "kind_hints",
+                "context",
+                "related",
+                "defaults",
+            ):
                 data.setdefault(section, {}).update(extra.get(section, {}))
             if "implicit" in extra:
                 data["implicit"] = extra["implicit"]
@@ -57,6 +70,10 @@ class Knowledge:
             equipment={_key(k): str(v) for k, v in data.get("equipment", {}).items()},
             locations={_key(k): str(v) for k, v in data.get("locations", {}).items()},
             implicit=frozenset(data.get("implicit", {}).get("tags", [])),
+            kind_hints={str(k): str(v) for k, v in data.get("kind_hints", {}).items()},
+            context={_key(k): tuple(str(v).split()) for k, v in data.get("context", {}).items()},
+            related={str(k): tuple(str(v).split()) for k, v in data.get("related", {}).items()},
+            defaults={str(k): tuple(str(v).split()) for k, v in data.get("defaults", {}).items()},
             max_phrase=max((len(k) for k in phrases), default=1),
         )
 
@@ -75,6 +92,7 @@ class ParsedName:
     equipment: EquipmentRef | None = None
     locations: tuple[str, ...] = ()
     function_key: str = ""  # the name without identifiers: what repeats across equipment
+    context: tuple[str, ...] = ()  # tags the surroundings imply (a VAV's flow is supply flow)
     expansions: tuple[tuple[str, str], ...] = field(default=())  # (token, tags) for reasons
 
 
@@ -118,12 +136,16 @@ class NameParser:
         equipment: list[EquipmentRef] = []
         locations: list[str] = []
         function: list[str] = []
+        context: list[str] = []
+        for key in keys:
+            context.extend(kb.context.get(key, ()))
         i = 0
         while i < len(keys):
             ident = self._identifier(keys, tokens, i)
             if ident is not None:
                 kind, cls, label, width = ident
                 if kind == "equipment":
+                    context.extend(kb.context.get(_key(cls), ()))
                     parent = equipment[-1] if equipment else None
                     equipment.append(EquipmentRef(brick_class=cls, name=label, parent=parent))
                 else:
@@ -167,6 +189,7 @@ class NameParser:
             locations=tuple(locations),
             function_key=" ".join(function),
             expansions=tuple(expansions),
+            context=tuple(dict.fromkeys(context)),
         )
 
     def _identifier(self, keys: list[str], tokens: list[str], i: int) -> tuple[str, str, str, int] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ontology import POINT_KINDS, Ontology, Unit
 
@@ -127,12 +127,25 @@ class Scored:
 class ClassScorer:
     """Ranks Brick point classes for a point's evidence."""
 
-    def __init__(self, ontology: Ontology, implicit: frozenset[str]) -> None:
+    def __init__(
+        self,
+        ontology: Ontology,
+        implicit: frozenset[str],
+        kind_hints: dict[str, str] | None = None,
+        related: dict[str, tuple[str, ...]] | None = None,
+        defaults: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self._ontology = ontology
         self._implicit = implicit
+        self._kind_hints = kind_hints or {}
+        self._related = related or {}
+        self._defaults = defaults or {}
         index = ontology.index
         profiles = []
-        for cls in index.point_classes():
+        # Deprecated and alias classes are scored too: their names are how points are
+        # still named (Zone_Air_Temperature_Setpoint). Results are mapped to the class
+        # to use (Target_Zone_Air_Temperature_Setpoint) in rank().
+        for cls in index.point_classes(include_deprecated=True):
             kind = index.point_kind(cls.name)
             tags = frozenset(normalise_tag(t) for t in cls.tags) - {"Point"} - KIND_TAGS
             profiles.append(
@@ -153,18 +166,37 @@ class ClassScorer:
         for p in profiles:
             for t in p.tags:
                 self._by_tag[t].append(p)
-        self._generic = [p for p in profiles if len(p.tags) <= 1]
+        current = {c.name for c in index.point_classes()}
+        self._generic = [p for p in profiles if len(p.tags) <= 1 and p.name in current]
+        #: Tags that name what is measured or set; without one, a kind's default applies.
+        self._quantity_tags = frozenset(
+            t
+            for p in profiles
+            if p.quantity
+            for t in p.tags
+            if t not in ("Air", "Water", "Zone", "Supply", "Return", "Outside", "Mixed", "Exhaust")
+        )
         self._rank_cache: dict[object, list[Scored]] = {}
 
     def weight(self, tag: str) -> float:
         return self.weights.get(tag, 1.0)
 
-    def evidence(self, tags: list[str], unit: Unit | None, object_type: str) -> Evidence:
+    def evidence(
+        self,
+        tags: list[str],
+        unit: Unit | None,
+        object_type: str,
+        context: tuple[str, ...] = (),
+    ) -> Evidence:
         norm = [normalise_tag(t) for t in tags]
         kinds = [t for t in norm if t in KIND_TAGS]
         explicit = kinds[-1] if kinds else None
         plain = frozenset(t for t in norm if t not in KIND_TAGS and t in self.vocabulary)
-        weak: set[str] = set()
+        weak: set[str] = {normalise_tag(t) for t in context}
+        if explicit and not (plain & self._quantity_tags) and unit is None:
+            weak.update(self._defaults.get(explicit, ()))
+        for tag in plain:
+            weak.update(self._related.get(tag, ()))
         if unit is not None:
             for qk in unit.quantity_names:
                 weak.update(_UNIT_TAGS.get(qk, ()))
@@ -172,6 +204,14 @@ class ClassScorer:
                 weak.add("Air")
         key = object_type_key(object_type)
         costs = dict(_OBJECT_TYPE_KINDS[key]) if key else dict(_DEFAULT_KINDS)
+        if not key and not explicit:
+            hinted = {self._kind_hints[t] for t in plain if t in self._kind_hints}
+            if "Sensor" in hinted:
+                hinted = {"Sensor"}
+            for kind in hinted:
+                costs[kind] = min(costs.get(kind, 3.0), 0.1)
+            if hinted:
+                costs["Sensor"] = max(costs["Sensor"], 1.0)
         for kind in POINT_KINDS:
             costs.setdefault(kind, 3.0)
         if (
@@ -216,7 +256,18 @@ class ClassScorer:
             candidates.setdefault(p.name, p)
         scored = [s for s in (self._score(p, ev) for p in candidates.values()) if s is not None]
         scored.sort(key=lambda s: (-s.score, s.name))
-        return scored[:limit]
+        canonical = self._ontology.index.canonical
+        out: list[Scored] = []
+        seen: set[str] = set()
+        for s in scored:
+            name = canonical(s.name)
+            if name in seen:
+                continue
+            seen.add(name)
+            out.append(s if name == s.name else replace(s, name=name))
+            if len(out) >= limit:
+                break
+        return out
 
     def _score(self, p: ClassProfile, ev: Evidence) -> Scored | None:
         unit = ev.unit
@@ -231,7 +282,7 @@ class ClassScorer:
         score -= 0.6 * sum(self.weight(t) for t in unexplained)
         if ev.explicit_kind:
             if p.kind != ev.explicit_kind:
-                score -= 3.0 + ev.kind_costs.get(p.kind or "", 3.0) * 0.5
+                score -= 6.0 + ev.kind_costs.get(p.kind or "", 3.0) * 0.5
             else:
                 score += 1.0
         else:

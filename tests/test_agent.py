@@ -75,3 +75,14 @@ def test_bad_input_is_labeled_or_abstained_one_row_each(ontology: Ontology) -> N
 def test_same_input_same_output(ontology: Ontology) -> None:
     points = [RawPoint(n) for n in ("SAT", "RAT", "CLG-VLV", "OCC", "unknownthing")]
     assert LabelingAgent(ontology).suggest(points) == LabelingAgent(ontology).suggest(points)
+
+
+def test_site_file_naming_an_unknown_equipment_class_is_refused(ontology: Ontology, tmp_path) -> None:
+    import pytest
+
+    from core.errors import LabelingError
+
+    site = tmp_path / "site.toml"
+    site.write_text('[equipment]\nxyz = "Not_A_Class"\n', "utf-8")
+    with pytest.raises(LabelingError, match="Not_A_Class"):
+        LabelingAgent(ontology, Knowledge.load(site))
