@@ -37,34 +37,52 @@ class AgentConfig:
 
 
 class _ExampleMemory:
-    """Confirmed examples, found by exact name, by name pattern, and by similar names."""
+    """Confirmed examples, found by exact name, by point signature, and by similar signatures.
+
+    Each entry remembers its building, so lookups prefer the building being labeled and
+    fall back on the site's other buildings.
+    """
 
     def __init__(self, parser: NameParser) -> None:
         self._parser = parser
         self.exact: dict[str, Counter[str]] = defaultdict(Counter)
-        self.by_function: dict[str, Counter[str]] = defaultdict(Counter)
+        self.by_signature: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self._grams: dict[int, set[int]] = defaultdict(set)
-        self._entries: list[tuple[str, Counter[str], float]] = []
-        self._function_ids: dict[str, int] = {}
+        self._entries: list[tuple[str, str, float]] = []  # (building, signature, norm)
+        self._ids: dict[tuple[str, str], int] = {}
+        self._count = 0
 
     def __len__(self) -> int:
-        return sum(sum(c.values()) for c in self.exact.values())
+        return self._count
 
-    def add(self, name: str, brick_class: str) -> None:
+    def add(self, name: str, brick_class: str, building: str = "") -> None:
+        self._count += 1
         self.exact[name][brick_class] += 1
-        key = self._parser.parse(name).function_key
-        if key:
-            self.by_function[key][brick_class] += 1
-            if key not in self._function_ids:
-                idx = len(self._entries)
-                grams = _grams(key)
-                self._function_ids[key] = idx
-                self._entries.append((key, self.by_function[key], math.sqrt(len(grams)) or 1.0))
-                for g in grams:
-                    self._grams[g].add(idx)
+        signature = self._parser.parse(name).signature
+        if not signature:
+            return
+        key = (building, signature)
+        self.by_signature[key][brick_class] += 1
+        if key not in self._ids:
+            grams = _grams(signature)
+            self._ids[key] = len(self._entries)
+            self._entries.append((building, signature, math.sqrt(len(grams)) or 1.0))
+            for g in grams:
+                self._grams[g].add(self._ids[key])
 
-    def similar(self, parsed: ParsedName, limit: int = 5) -> list[tuple[float, Counter[str]]]:
-        grams = _grams(parsed.function_key)
+    def same_signature(self, signature: str, building: str) -> Counter[str] | None:
+        """Classes confirmed for this signature: in this building if any, else anywhere."""
+        found = self.by_signature.get((building, signature))
+        if found:
+            return found
+        merged: Counter[str] = Counter()
+        for (_b, sig), classes in self.by_signature.items():
+            if sig == signature:
+                merged.update(classes)
+        return merged or None
+
+    def similar(self, signature: str, building: str, limit: int = 5) -> list[tuple[float, Counter[str]]]:
+        grams = _grams(signature)
         if not grams or not self._entries:
             return []
         overlap: Counter[int] = Counter()
@@ -74,8 +92,11 @@ class _ExampleMemory:
         norm = math.sqrt(len(grams))
         out = []
         for idx, shared in overlap.most_common(limit * 4):
-            _key, classes, other_norm = self._entries[idx]
-            out.append((shared / (norm * other_norm), classes))
+            other_building, sig, other_norm = self._entries[idx]
+            sim = shared / (norm * other_norm)
+            if other_building != building:
+                sim *= 0.9  # another building's convention may differ
+            out.append((sim, self.by_signature[(other_building, sig)]))
         out.sort(key=lambda x: -x[0])
         return out[:limit]
 
@@ -115,6 +136,8 @@ class LabelingAgent:
             self.knowledge.defaults,
         )
         self.memory = _ExampleMemory(self.parser)
+        #: The building being labeled: its own examples count before other buildings'.
+        self.building = ""
 
     def _check_knowledge(self) -> None:
         index = self.ontology.index
@@ -137,7 +160,7 @@ class LabelingAgent:
             cls = self.ontology.index.canonical(ex.brick_class.strip())
             if not self.ontology.index.is_point(cls):
                 raise LabelingError(f"example '{ex.name}': '{ex.brick_class}' is not a Brick point class")
-            self.memory.add(ex.name, cls)
+            self.memory.add(ex.name, cls, ex.building)
             count += 1
         return count
 
@@ -218,13 +241,65 @@ class LabelingAgent:
             source="example" if borrowed and borrowed[1] == top.name else "agent",
         )
 
+    def suggest_review(
+        self, points: Sequence[RawPoint], k: int, suggestions: Sequence[Suggestion] | None = None
+    ) -> list[int]:
+        """Indices of the ``k`` points a human should confirm next.
+
+        Points sharing a point signature are one group: confirming one labels all of them.
+        Groups are ranked by how many points a confirmation would settle times how unsure
+        the agent is about them; similar signatures count as partly settled once a look-alike
+        was picked. The representative is the group's most typical point (most common name).
+        """
+        if k <= 0 or not points:
+            return []
+        suggestions = list(suggestions) if suggestions is not None else self.suggest(points)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, p in enumerate(points):
+            if p.name in self.memory.exact:
+                continue
+            sig = self.parser.parse(_clean(p.name)).signature or _clean(p.name).lower()
+            groups[sig].append(i)
+        weights = {}
+        for sig, members in groups.items():
+            doubt = sum(1.0 - suggestions[i].confidence for i in members) / len(members)
+            weights[sig] = len(members) * (0.05 + doubt)
+        believed = {
+            sig: Counter(suggestions[i].brick_class for i in members).most_common(1)[0][0]
+            for sig, members in groups.items()
+        }
+        picked: list[int] = []
+        chosen_grams: list[set[int]] = []
+        chosen_classes: set[str | None] = set()
+        remaining = dict(weights)
+        while remaining and len(picked) < k:
+
+            def value(sig: str) -> float:
+                grams = _grams(sig)
+                overlap = max(
+                    (len(grams & g) / (math.sqrt(len(grams) * len(g)) or 1.0) for g in chosen_grams),
+                    default=0.0,
+                )
+                same_belief = 0.5 if believed[sig] in chosen_classes else 1.0
+                return remaining[sig] * (1.0 - 0.7 * overlap) * same_belief
+
+            best = max(sorted(remaining), key=value)
+            members = groups[best]
+            names = Counter(points[i].name for i in members)
+            typical = names.most_common(1)[0][0]
+            picked.append(next(i for i in members if points[i].name == typical))
+            chosen_grams.append(_grams(best))
+            chosen_classes.add(believed[best])
+            del remaining[best]
+        return picked
+
     def _apply_examples(
         self, parsed: ParsedName, ranked: list[Scored]
     ) -> tuple[list[Scored], tuple[float, str] | None]:
         if not len(self.memory):
             return ranked, None
         votes: dict[str, float] = defaultdict(float)
-        same = self.memory.by_function.get(parsed.function_key) if parsed.function_key else None
+        same = self.memory.same_signature(parsed.signature, self.building) if parsed.signature else None
         if same:
             for cls, n in same.items():
                 votes[cls] += 1.0 * n / sum(same.values())
@@ -232,7 +307,7 @@ class LabelingAgent:
         else:
             neighbours = [
                 (sim, classes)
-                for sim, classes in self.memory.similar(parsed)
+                for sim, classes in self.memory.similar(parsed.signature, self.building)
                 if sim >= self.config.min_example_similarity
             ]
             if not neighbours:

@@ -15,8 +15,8 @@ from mapper import EquipmentRef
 
 _DELIMS = re.compile(r"[^0-9A-Za-zÀ-ÖØ-öø-ÿ.]+|\.{2,}|(?<![0-9])\.|\.(?![0-9])")
 _CAMEL = re.compile(r"(?<=[a-zà-ÿ])(?=[A-ZÀ-Ý])|(?<=[A-ZÀ-Ý])(?=[A-ZÀ-Ý][a-zà-ÿ]{2,})")
-_ALNUM = re.compile(r"[0-9]+(?:\.[0-9]+)?|[^0-9]+")
-_DIGITS = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
+_ALNUM = re.compile(r"[0-9]+(?:\.[0-9]+|(?:st|nd|rd|th)(?![a-z]))?|[^0-9]+", re.IGNORECASE)
+_DIGITS = re.compile(r"^[0-9]+(?:\.[0-9]+|st|nd|rd|th)?$", re.IGNORECASE)
 _MAX_NAME = 512
 
 
@@ -34,6 +34,8 @@ class Knowledge:
     context: dict[str, tuple[str, ...]] = field(default_factory=dict)
     related: dict[str, tuple[str, ...]] = field(default_factory=dict)
     defaults: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    compose_prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    compose_suffixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     max_phrase: int = 3
 
     @classmethod
@@ -56,6 +58,10 @@ class Knowledge:
                 "defaults",
             ):
                 data.setdefault(section, {}).update(extra.get(section, {}))
+            for part in ("prefixes", "suffixes"):
+                data.setdefault("compose", {}).setdefault(part, {}).update(
+                    extra.get("compose", {}).get(part, {})
+                )
             if "implicit" in extra:
                 data["implicit"] = extra["implicit"]
         tokens = {_key(k): tuple(str(v).split()) for k, v in data.get("tokens", {}).items()}
@@ -74,6 +80,12 @@ class Knowledge:
             context={_key(k): tuple(str(v).split()) for k, v in data.get("context", {}).items()},
             related={str(k): tuple(str(v).split()) for k, v in data.get("related", {}).items()},
             defaults={str(k): tuple(str(v).split()) for k, v in data.get("defaults", {}).items()},
+            compose_prefixes={
+                _key(k): tuple(str(v).split()) for k, v in data.get("compose", {}).get("prefixes", {}).items()
+            },
+            compose_suffixes={
+                _key(k): tuple(str(v).split()) for k, v in data.get("compose", {}).get("suffixes", {}).items()
+            },
             max_phrase=max((len(k) for k in phrases), default=1),
         )
 
@@ -93,6 +105,7 @@ class ParsedName:
     locations: tuple[str, ...] = ()
     function_key: str = ""  # the name without identifiers: what repeats across equipment
     context: tuple[str, ...] = ()  # tags the surroundings imply (a VAV's flow is supply flow)
+    signature: str = ""  # the point function alone: what repeats on every piece of equipment
     expansions: tuple[tuple[str, str], ...] = field(default=())  # (token, tags) for reasons
 
 
@@ -114,6 +127,31 @@ def tokenize(name: str, keep: frozenset[str] = frozenset()) -> list[str]:
                 continue
             out.extend(m.group(0) for m in _ALNUM.finditer(piece) if m.group(0).strip("."))
     return out
+
+
+_STRONG = re.compile(r"/|\\|:|\.{2,}|_{2,}|\s-\s")
+
+
+def point_signature(name: str, keep: frozenset[str] = frozenset()) -> str:
+    """The part of a name that says what the point is, without equipment or location.
+
+    Vendors put the point function last: after the last strong separator (``/``, ``:``,
+    ``__``, ``..``), else after the last token carrying a number (``421_U10_CLG_VLV``).
+    """
+    segments = [s for s in _STRONG.split(name[:_MAX_NAME]) if any(c.isalpha() for c in s)]
+    tail = segments[-1] if segments else name
+    tokens = tokenize(tail, keep)
+    last_id = -1
+    for i, tok in enumerate(tokens):
+        if _DIGITS.match(tok) and tok.lower() not in keep:
+            last_id = i
+    after = [t for t in tokens[last_id + 1 :] if not _DIGITS.match(t)]
+    # A one-letter piece right after an identifier number is usually part of it (R342A).
+    if after and len(after[0]) == 1 and len(after) > 1:
+        after = after[1:]
+    if not after:
+        after = [t for t in tokens if not _DIGITS.match(t)]
+    return " ".join(_key(t) for t in after)
 
 
 class NameParser:
@@ -170,6 +208,10 @@ class NameParser:
                 if expansion:
                     expansions.append((tokens[i], " ".join(expansion)))
                     function.append(key)
+            elif (composed := self._compose(key)) is not None:
+                tags.extend(composed)
+                expansions.append((tokens[i], " ".join(composed)))
+                function.append(key)
             else:
                 pieces = self._segment(key)
                 if pieces:
@@ -190,6 +232,7 @@ class NameParser:
             function_key=" ".join(function),
             expansions=tuple(expansions),
             context=tuple(dict.fromkeys(context)),
+            signature=point_signature(name, self._keep),
         )
 
     def _identifier(self, keys: list[str], tokens: list[str], i: int) -> tuple[str, str, str, int] | None:
@@ -215,6 +258,17 @@ class NameParser:
             if numbers:
                 label = f"{tokens[i].upper()}-{'-'.join(numbers)}"
                 return kind, cls, label, j - i
+        return None
+
+    def _compose(self, key: str) -> tuple[str, ...] | None:
+        """``rah`` -> Return Air Humidity: a stream prefix glued to a measurement suffix."""
+        kb = self.knowledge
+        if key in kb.equipment or key in kb.locations:
+            return None  # HWP is a hot water pump, not "hot water pressure"
+        for cut in range(len(key) - 1, 0, -1):
+            prefix, suffix = key[:cut], key[cut:]
+            if prefix in kb.compose_prefixes and suffix in kb.compose_suffixes:
+                return kb.compose_prefixes[prefix] + kb.compose_suffixes[suffix]
         return None
 
     def _phrase(self, keys: list[str], i: int) -> tuple[int, tuple[str, ...]] | None:

@@ -367,10 +367,7 @@ def load_demo(platform: Platform) -> None:
 # -- eval -------------------------------------------------------------------------------------
 @main.command(name="eval")
 @click.argument(
-    "datasets",
-    nargs=-1,
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    "datasets", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option(
     "--examples-per-building",
@@ -378,12 +375,32 @@ def load_demo(platform: Platform) -> None:
     default=0,
     help="Confirm this many rows per dataset (its first distinct names) before labeling.",
 )
-def eval_(datasets: Sequence[Path], examples_per_building: int) -> None:
-    """Benchmark labeling on datasets with a ground-truth brick_class column."""
-    from eval.labeling import evaluate, format_table
+@click.option(
+    "--active", default="", help="Let the agent pick K points to confirm (or e.g. '1%' of the rows) first."
+)
+@click.option("--calibration", is_flag=True, help="Also print the pooled calibration curve.")
+def eval_(datasets: Sequence[Path], examples_per_building: int, active: str, calibration: bool) -> None:
+    """Benchmark labeling on datasets with a ground-truth brick_class column.
 
-    results = [evaluate(path, examples_per_building=examples_per_building) for path in datasets]
+    Prints exact and parent-or-exact accuracy, top-3, coverage and precision at the
+    abstention threshold, macro-F1, calibration error (ECE) and points per second."""
+    from eval.labeling import evaluate, format_calibration, format_table
+
+    platform = _platform()
+    results = [
+        evaluate(
+            path,
+            examples_per_building=examples_per_building,
+            active=active,
+            ontology=platform.ontology,
+            knowledge=platform.knowledge,
+        )
+        for path in datasets
+    ]
     click.echo(format_table(results))
+    if calibration:
+        click.echo("")
+        click.echo(format_calibration(results))
 
 
 if __name__ == "__main__":

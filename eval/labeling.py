@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import math
 import time
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import AgentConfig, Example, LabelingAgent
+from agent import AgentConfig, Example, Knowledge, LabelingAgent
+from core.errors import IngestError
 from mapper import RawPoint, decode_text
 from ontology import Ontology
 
@@ -24,35 +26,50 @@ class LabelingResult:
     coverage: float
     precision: float
     macro_f1: float
+    calibration_error: float
     points_per_s: float
     examples: int
+    mode: str = "zero-shot"
+    #: (bin lower edge, mean confidence, accuracy, count) over suggestions made.
+    calibration: list[tuple[float, float, float, int]] = field(default_factory=list)
 
 
 def _read(path: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(decode_text(path.read_bytes(), str(path)).splitlines()))
+    rows = list(csv.DictReader(decode_text(path.read_bytes(), str(path)).splitlines()))
+    if not rows or "name" not in rows[0] or "brick_class" not in rows[0]:
+        raise IngestError("a benchmark dataset needs columns 'name' and 'brick_class'", source=str(path))
+    return rows
+
+
+def parse_budget(text: str | int, rows: int) -> int:
+    """``10`` confirmations, or ``1%`` of the rows (at least one)."""
+    if isinstance(text, int):
+        return text
+    text = text.strip()
+    if text.endswith("%"):
+        return max(1, math.ceil(float(text[:-1]) / 100 * rows))
+    return int(text)
 
 
 def evaluate(
     path: Path,
     *,
     examples_per_building: int = 0,
+    active: str | int = 0,
     ontology: Ontology | None = None,
     config: AgentConfig | None = None,
+    knowledge: Knowledge | None = None,
 ) -> LabelingResult:
-    """Label a dataset and score it; with examples, the first distinct names are confirmed
-    and scoring covers the other rows."""
+    """Label a dataset and score it.
+
+    ``examples_per_building``: the first K distinct names are confirmed first.
+    ``active``: the agent's own ``suggest_review`` picks K points (or a percentage of the
+    rows), they are confirmed with their true class, and the rest is labeled again.
+    Confirmed rows are left out of the scores.
+    """
     ontology = ontology or Ontology.load()
     rows = _read(path)
     truth = [ontology.index.canonical(r["brick_class"]) for r in rows]
-    agent = LabelingAgent(ontology, config=config)
-    confirmed: set[str] = set()
-    if examples_per_building:
-        for r, cls in zip(rows, truth, strict=True):
-            if len(confirmed) >= examples_per_building:
-                break
-            if r["name"] not in confirmed:
-                confirmed.add(r["name"])
-                agent.learn([Example(r["name"], cls)])
     points = [
         RawPoint(
             name=r["name"],
@@ -63,6 +80,23 @@ def evaluate(
         for r in rows
     ]
     start = time.perf_counter()
+    agent = LabelingAgent(ontology, knowledge, config=config)
+    confirmed: set[str] = set()
+    mode = "zero-shot"
+    if examples_per_building:
+        mode = f"first {examples_per_building} names"
+        for r, cls in zip(rows, truth, strict=True):
+            if len(confirmed) >= examples_per_building:
+                break
+            if r["name"] not in confirmed:
+                confirmed.add(r["name"])
+                agent.learn([Example(r["name"], cls)])
+    budget = parse_budget(active, len(rows)) if active else 0
+    if budget:
+        mode = f"active {active}"
+        picked = agent.suggest_review(points, budget)
+        agent.learn([Example(points[i].name, truth[i]) for i in picked])
+        confirmed.update(points[i].name for i in picked)
     suggestions = agent.suggest(points)
     elapsed = time.perf_counter() - start
     scored = [(s, t) for r, s, t in zip(rows, suggestions, truth, strict=True) if r["name"] not in confirmed]
@@ -72,6 +106,7 @@ def evaluate(
     top3 = sum(1 for s, t in scored if t in (s.brick_class, *s.alternatives[:2]))
     covered = [(s, t) for s, t in scored if s.brick_class]
     precision = sum(1 for s, t in covered if s.brick_class == t) / (len(covered) or 1)
+    curve, ece = calibration([(s.confidence, s.brick_class == t) for s, t in covered])
     return LabelingResult(
         dataset=path.stem,
         rows=len(rows),
@@ -82,9 +117,30 @@ def evaluate(
         coverage=len(covered) / n,
         precision=precision,
         macro_f1=_macro_f1([(s.brick_class, t) for s, t in scored]),
+        calibration_error=ece,
         points_per_s=len(rows) / elapsed if elapsed > 0 else float("inf"),
         examples=len(confirmed),
+        mode=mode,
+        calibration=curve,
     )
+
+
+def calibration(
+    pairs: list[tuple[float, bool]], bins: int = 10
+) -> tuple[list[tuple[float, float, float, int]], float]:
+    """Reliability curve and expected calibration error (ECE) of (confidence, correct) pairs."""
+    grouped: dict[int, list[tuple[float, bool]]] = defaultdict(list)
+    for conf, ok in pairs:
+        grouped[min(bins - 1, int(conf * bins))].append((conf, ok))
+    curve = []
+    ece = 0.0
+    for b in sorted(grouped):
+        items = grouped[b]
+        mean_conf = sum(c for c, _ in items) / len(items)
+        acc = sum(1 for _, ok in items if ok) / len(items)
+        curve.append((b / bins, mean_conf, acc, len(items)))
+        ece += abs(acc - mean_conf) * len(items) / max(1, len(pairs))
+    return curve, ece
 
 
 def _macro_f1(pairs: list[tuple[str | None, str]]) -> float:
@@ -111,21 +167,41 @@ def _macro_f1(pairs: list[tuple[str | None, str]]) -> float:
 
 def format_table(results: list[LabelingResult]) -> str:
     head = (
-        "| dataset | rows | examples | exact | parent-or-exact | top-3 | coverage | precision "
-        "| macro-F1 | points/s |"
+        "| dataset | mode | rows | confirmed | exact | parent-or-exact | top-3 | coverage | precision "
+        "| macro-F1 | ECE | points/s |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 12]
     for r in results:
         lines.append(
-            f"| {r.dataset} | {r.rows} | {r.examples} | {r.exact:.3f} | {r.parent_or_exact:.3f} | "
-            f"{r.top3:.3f} | {r.coverage:.3f} | {r.precision:.3f} | {r.macro_f1:.3f} | "
-            f"{r.points_per_s:,.0f} |"
+            f"| {r.dataset} | {r.mode} | {r.rows} | {r.examples} | {r.exact:.3f} | "
+            f"{r.parent_or_exact:.3f} | {r.top3:.3f} | {r.coverage:.3f} | {r.precision:.3f} | "
+            f"{r.macro_f1:.3f} | {r.calibration_error:.3f} | {r.points_per_s:,.0f} |"
         )
     if len(results) > 1:
-        mean = lambda attr: sum(getattr(r, attr) for r in results) / len(results)  # noqa: E731
+
+        def mean(attr: str) -> float:
+            return sum(getattr(r, attr) for r in results) / len(results)
+
         lines.append(
-            f"| **mean** | | | {mean('exact'):.3f} | {mean('parent_or_exact'):.3f} | "
+            f"| **mean** | | | | {mean('exact'):.3f} | {mean('parent_or_exact'):.3f} | "
             f"{mean('top3'):.3f} | {mean('coverage'):.3f} | {mean('precision'):.3f} | "
-            f"{mean('macro_f1'):.3f} | |"
+            f"{mean('macro_f1'):.3f} | {mean('calibration_error'):.3f} | |"
         )
+    return "\n".join(lines)
+
+
+def format_calibration(results: list[LabelingResult]) -> str:
+    """Reliability table pooled over datasets: among suggestions at confidence ~c, how many
+    are right."""
+    pooled: dict[float, list[tuple[float, float, int]]] = defaultdict(list)
+    for r in results:
+        for edge, conf, acc, count in r.calibration:
+            pooled[edge].append((conf, acc, count))
+    lines = ["| confidence | mean confidence | accuracy | suggestions |", "|---|---|---|---|"]
+    for edge in sorted(pooled):
+        items = pooled[edge]
+        total = sum(c for _, _, c in items)
+        conf = sum(c * n for c, _, n in items) / total
+        acc = sum(a * n for _, a, n in items) / total
+        lines.append(f"| {edge:.1f}-{edge + 0.1:.1f} | {conf:.3f} | {acc:.3f} | {total} |")
     return "\n".join(lines)
