@@ -1,14 +1,19 @@
 """The labeling agent: suggests a Brick class for each point, learns from human decisions."""
 
 from agent._agent import AgentConfig, Example, LabelingAgent
-from agent._names import Knowledge, NameParser, ParsedName, tokenize
+from agent._names import Knowledge, NameParser, ParsedName, point_signature, tokenize
+from agent._retrieval import ClassRetriever, MiniLMEmbedding, class_documents
 
 __all__ = [
     "AgentConfig",
+    "ClassRetriever",
     "Example",
     "Knowledge",
     "LabelingAgent",
+    "MiniLMEmbedding",
     "NameParser",
     "ParsedName",
+    "class_documents",
+    "point_signature",
     "tokenize",
 ]

@@ -6,9 +6,11 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from agent._names import Knowledge, NameParser, ParsedName
+from agent._retrieval import ClassRetriever
 from agent._scoring import ClassScorer, Evidence, Scored
 from core.errors import LabelingError
 from mapper import RawPoint, Suggestion
@@ -34,6 +36,10 @@ class AgentConfig:
     #: How far a confirmed look-alike name moves the ranking, per unit of similarity.
     example_weight: float = 6.0
     min_example_similarity: float = 0.55
+    #: How much a close ontology definition lifts a class, per unit of cosine similarity
+    #: above the floor.
+    retrieval_weight: float = 1.5
+    retrieval_floor: float = 0.45
 
 
 class _ExampleMemory:
@@ -122,8 +128,10 @@ class LabelingAgent:
         ontology: Ontology,
         knowledge: Knowledge | None = None,
         config: AgentConfig | None = None,
+        retriever: ClassRetriever | None = None,
     ) -> None:
         self.ontology = ontology
+        self.retriever = retriever
         self.knowledge = knowledge or Knowledge.load()
         self.config = config or AgentConfig()
         self._check_knowledge()
@@ -170,37 +178,35 @@ class LabelingAgent:
         points: Sequence[RawPoint],
         progress: Callable[[int], None] | None = None,
     ) -> list[Suggestion]:
-        cache: dict[tuple[str, str, str, str, tuple[str, ...]], Suggestion] = {}
+        """One suggestion per point, in order. Points with the same name, description,
+        unit, type and tags are judged once."""
+        keys = [(p.name, p.description, p.unit, p.object_type, p.tags) for p in points]
+        first: dict[tuple[str, str, str, str, tuple[str, ...]], RawPoint] = {}
+        for key, point in zip(keys, points, strict=True):
+            first.setdefault(key, point)
+        prepared = {key: self._prepare(point) for key, point in first.items()}
+        if self.retriever is not None:
+            self._retrieve(prepared)
+        done: dict[tuple[str, str, str, str, tuple[str, ...]], Suggestion] = {}
         out = []
-        for i, point in enumerate(points):
-            key = (point.name, point.description, point.unit, point.object_type, point.tags)
-            suggestion = cache.get(key)
+        for n, key in enumerate(keys, start=1):
+            suggestion = done.get(key)
             if suggestion is None:
-                suggestion = self._suggest_one(point)
-                cache[key] = suggestion
+                suggestion = self._finish(prepared[key])
+                done[key] = suggestion
             out.append(suggestion)
-            if progress is not None and (i + 1) % 200 == 0:
+            if progress is not None and n % 200 == 0:
                 progress(200)
         if progress is not None:
             progress(len(points) % 200)
         return out
 
-    def _suggest_one(self, point: RawPoint) -> Suggestion:
+    def _prepare(self, point: RawPoint) -> _Draft:
         name = _clean(point.name)
         parsed = self.parser.parse(name)
-        # An exact name a human already decided wins outright.
         decided = self.memory.exact.get(point.name)
         if decided:
-            cls, n = decided.most_common(1)[0]
-            share = n / sum(decided.values())
-            return Suggestion(
-                brick_class=cls,
-                confidence=round(0.97 * share, 3),
-                alternatives=tuple(c for c, _ in decided.most_common(3)[1:]),
-                reason=f"a reviewer confirmed '{point.name}' as {cls}",
-                equipment=parsed.equipment,
-                source="example",
-            )
+            return _Draft(point, parsed, None, [], None, decided=decided)
         tags = list(parsed.tags)
         described = ""
         if point.description:
@@ -213,7 +219,60 @@ class LabelingAgent:
         evidence = self.scorer.evidence(tags, unit, point.object_type, parsed.context)
         ranked = self.scorer.rank(evidence)
         ranked, borrowed = self._apply_examples(parsed, ranked)
-        if not ranked or not (evidence.tags or evidence.explicit_kind or borrowed):
+        return _Draft(point, parsed, evidence, ranked, borrowed, described=described)
+
+    def _retrieve(self, drafts: dict[Any, _Draft]) -> None:
+        """Ask the ontology index about the points the tag evidence leaves unsure."""
+        assert self.retriever is not None
+        unsure: dict[str, list[_Draft]] = defaultdict(list)
+        for draft in drafts.values():
+            if draft.decided or draft.evidence is None:
+                continue
+            if draft.borrowed and draft.borrowed[0] >= 0.99:
+                continue
+            if draft.ranked and self._confidence(draft.ranked, draft.parsed, draft.borrowed) >= 0.5:
+                continue
+            query = _query_text(draft)
+            if query:
+                unsure[query].append(draft)
+        if not unsure:
+            return
+        queries = sorted(unsure)
+        for query, hits in zip(queries, self.retriever.search(queries, k=10), strict=True):
+            for draft in unsure[query]:
+                draft.ranked = self._merge_retrieval(draft, hits)
+                draft.retrieved = [name for name, _ in hits[:3]]
+
+    def _merge_retrieval(self, draft: _Draft, hits: list[tuple[str, float]]) -> list[Scored]:
+        assert draft.evidence is not None
+        weight = self.config.retrieval_weight
+        floor = self.config.retrieval_floor
+        by_name = {s.name: s for s in draft.ranked}
+        for name, sim in hits:
+            if sim <= floor:
+                continue
+            base = by_name.get(name) or self.scorer.score_class(name, draft.evidence)
+            if base is None:
+                continue  # ruled out by the unit
+            by_name[name] = replace(base, score=base.score + weight * (sim - floor))
+        return sorted(by_name.values(), key=lambda s: (-s.score, s.name))
+
+    def _finish(self, draft: _Draft) -> Suggestion:
+        point, parsed = draft.point, draft.parsed
+        if draft.decided:
+            cls, n = draft.decided.most_common(1)[0]
+            share = n / sum(draft.decided.values())
+            return Suggestion(
+                brick_class=cls,
+                confidence=round(0.97 * share, 3),
+                alternatives=tuple(c for c, _ in draft.decided.most_common(3)[1:]),
+                reason=f"a reviewer confirmed '{point.name}' as {cls}",
+                equipment=parsed.equipment,
+                source="example",
+            )
+        evidence, ranked, borrowed = draft.evidence, draft.ranked, draft.borrowed
+        assert evidence is not None
+        if not ranked or not (evidence.tags or evidence.explicit_kind or borrowed or draft.retrieved):
             return Suggestion(
                 brick_class=None,
                 confidence=0.0,
@@ -223,7 +282,9 @@ class LabelingAgent:
         confidence = self._confidence(ranked, parsed, borrowed)
         top = ranked[0]
         alternatives = tuple(s.name for s in ranked[1:3])
-        reason = _reason(parsed, described, point, evidence, top, borrowed)
+        reason = _reason(parsed, draft.described, point, evidence, top, borrowed)
+        if draft.retrieved and top.name in draft.retrieved:
+            reason += f"; ontology search agrees ({top.name} among the nearest definitions)"
         if confidence < self.config.abstain_below:
             return Suggestion(
                 brick_class=None,
@@ -351,6 +412,31 @@ class LabelingAgent:
         if borrowed and borrowed[1] == ranked[0].name:
             coverage = max(coverage, borrowed[0])
         return max(0.0, min(1.0, p * (0.55 + 0.45 * coverage)))
+
+
+@dataclass
+class _Draft:
+    """A point between the two phases: tag scoring and examples, then retrieval."""
+
+    point: RawPoint
+    parsed: ParsedName
+    evidence: Evidence | None
+    ranked: list[Scored]
+    borrowed: tuple[float, str] | None
+    decided: Counter[str] | None = None
+    described: str = ""
+    retrieved: list[str] = field(default_factory=list)
+
+
+def _query_text(draft: _Draft) -> str:
+    """What the point says, in words: expansions, unknown words, description, unit."""
+    words = [exp for _tok, exp in draft.parsed.expansions]
+    words += [t.lower() for t in draft.parsed.unknown if len(t) > 2]
+    if draft.point.description:
+        words.append(draft.point.description)
+    if draft.point.unit:
+        words.append(draft.point.unit)
+    return " ".join(words)[:300].strip()
 
 
 def _clean(text: str) -> str:

@@ -109,10 +109,18 @@ class ParsedName:
     expansions: tuple[tuple[str, str], ...] = field(default=())  # (token, tags) for reasons
 
 
+_HEX_ESCAPE = re.compile(r"~([0-9a-fA-F]{2})")
+
+
+def unescape(name: str) -> str:
+    """Decode ``~2d``-style hex escapes that Haystack and some exports leave in names."""
+    return _HEX_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), name)
+
+
 def tokenize(name: str, keep: frozenset[str] = frozenset()) -> list[str]:
     """Split on delimiters, camelCase and digit runs: ``EBU3B.RM-4144..ZN-T`` ->
     ``EBU 3 B RM 4144 ZN T``. Pieces in ``keep`` (``co2``, ``pm2.5``) stay whole."""
-    text = unicodedata.normalize("NFC", name[:_MAX_NAME])
+    text = unicodedata.normalize("NFC", unescape(name[:_MAX_NAME]))
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     out: list[str] = []
     for part in _DELIMS.split(text):
@@ -138,7 +146,7 @@ def point_signature(name: str, keep: frozenset[str] = frozenset()) -> str:
     Vendors put the point function last: after the last strong separator (``/``, ``:``,
     ``__``, ``..``), else after the last token carrying a number (``421_U10_CLG_VLV``).
     """
-    segments = [s for s in _STRONG.split(name[:_MAX_NAME]) if any(c.isalpha() for c in s)]
+    segments = [s for s in _STRONG.split(unescape(name[:_MAX_NAME])) if any(c.isalpha() for c in s)]
     tail = segments[-1] if segments else name
     tokens = tokenize(tail, keep)
     last_id = -1
@@ -149,8 +157,12 @@ def point_signature(name: str, keep: frozenset[str] = frozenset()) -> str:
     # A one-letter piece right after an identifier number is usually part of it (R342A).
     if after and len(after[0]) == 1 and len(after) > 1:
         after = after[1:]
+    words = [t for t in tokens if not _DIGITS.match(t)]
+    if sum(len(t) for t in after) < 2:
+        # A lone letter says too little (AHU2-OCC-C): keep the word before it too.
+        after = words[-2:]
     if not after:
-        after = [t for t in tokens if not _DIGITS.match(t)]
+        after = words
     return " ".join(_key(t) for t in after)
 
 

@@ -158,6 +158,7 @@ class ClassScorer:
                 )
             )
         self.profiles = profiles
+        self._by_name = {p.name: p for p in profiles}
         df: Counter[str] = Counter(t for p in profiles for t in p.tags)
         n = len(profiles)
         self.weights = {t: 1.0 + math.log(n / c) for t, c in df.items()}
@@ -268,6 +269,11 @@ class ClassScorer:
             if len(out) >= limit:
                 break
         return out
+
+    def score_class(self, name: str, ev: Evidence) -> Scored | None:
+        """Score one class by name (for candidates found by retrieval); None if ruled out."""
+        profile = self._by_name.get(name)
+        return self._score(profile, ev) if profile else None
 
     def _score(self, p: ClassProfile, ev: Evidence) -> Scored | None:
         unit = ev.unit

@@ -13,7 +13,7 @@ from functools import cached_property
 from pydantic import BaseModel
 from rdflib import Graph
 
-from agent import AgentConfig, Example, Knowledge, LabelingAgent
+from agent import AgentConfig, ClassRetriever, Example, Knowledge, LabelingAgent
 from api.settings import Settings
 from core.errors import GraphStoreError, OsedError
 from graphstore import GraphStore, open_store
@@ -90,9 +90,15 @@ class Platform:
     def knowledge(self) -> Knowledge:
         return Knowledge.load(*self.settings.agent.abbreviation_files)
 
+    @cached_property
+    def retriever(self) -> ClassRetriever | None:
+        if not self.settings.agent.retrieval:
+            return None
+        return ClassRetriever(self.ontology, self.settings.data_dir / "chroma")
+
     def new_agent(self) -> LabelingAgent:
         config = AgentConfig(abstain_below=self.settings.agent.abstain_below)
-        return LabelingAgent(self.ontology, self.knowledge, config)
+        return LabelingAgent(self.ontology, self.knowledge, config, retriever=self.retriever)
 
     def close(self) -> None:
         if self._store is not None:

@@ -394,6 +394,7 @@ def eval_(datasets: Sequence[Path], examples_per_building: int, active: str, cal
             active=active,
             ontology=platform.ontology,
             knowledge=platform.knowledge,
+            retriever=platform.retriever,
         )
         for path in datasets
     ]

@@ -20,6 +20,8 @@ Role = Literal["viewer", "reviewer", "operator", "admin"]
 class AgentSettings(BaseModel):
     #: Below this confidence the agent suggests nothing rather than a wrong class.
     abstain_below: float = Field(default=0.25, ge=0, le=1)
+    #: Retrieval over the ontology (chromadb + MiniLM) for points the name leaves unsure.
+    retrieval: bool = True
     #: Site abbreviation files (TOML, same layout as agent/data/abbreviations.toml).
     abbreviation_files: list[Path] = Field(default_factory=list)
 

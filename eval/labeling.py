@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import AgentConfig, Example, Knowledge, LabelingAgent
+from agent import AgentConfig, ClassRetriever, Example, Knowledge, LabelingAgent
 from core.errors import IngestError
 from mapper import RawPoint, decode_text
 from ontology import Ontology
@@ -59,6 +59,7 @@ def evaluate(
     ontology: Ontology | None = None,
     config: AgentConfig | None = None,
     knowledge: Knowledge | None = None,
+    retriever: ClassRetriever | None = None,
 ) -> LabelingResult:
     """Label a dataset and score it.
 
@@ -80,7 +81,7 @@ def evaluate(
         for r in rows
     ]
     start = time.perf_counter()
-    agent = LabelingAgent(ontology, knowledge, config=config)
+    agent = LabelingAgent(ontology, knowledge, config=config, retriever=retriever)
     confirmed: set[str] = set()
     mode = "zero-shot"
     if examples_per_building:
