@@ -144,6 +144,7 @@ class LabelingAgent:
             self.knowledge.defaults,
         )
         self.memory = _ExampleMemory(self.parser)
+        self._tag_names = {t.lower(): t for t in self.scorer.vocabulary}
         #: The building being labeled: its own examples count before other buildings'.
         self.building = ""
 
@@ -207,11 +208,12 @@ class LabelingAgent:
         decided = self.memory.exact.get(point.name)
         if decided:
             return _Draft(point, parsed, None, [], None, decided=decided)
-        tags = list(parsed.tags)
+        tags = list(parsed.tags) + self._lexical_tags(parsed.unknown)
         described = ""
         if point.description:
             desc = self.parser.parse(_clean(point.description))
             tags.extend(desc.tags)
+            tags.extend(self._lexical_tags(desc.unknown))
             described = " ".join(desc.tags)
         for tag in point.tags:
             tags.extend(self.parser.parse(tag).tags)
@@ -220,6 +222,19 @@ class LabelingAgent:
         ranked = self.scorer.rank(evidence)
         ranked, borrowed = self._apply_examples(parsed, ranked)
         return _Draft(point, parsed, evidence, ranked, borrowed, described=described)
+
+    def _lexical_tags(self, words: Sequence[str]) -> list[str]:
+        """Unknown words that are Brick tags themselves (Formaldehyde, Irradiance, Radon)."""
+        out = []
+        for word in words:
+            if len(word) < 3:
+                continue
+            tag = self._tag_names.get(word.lower())
+            if tag is None and word.lower().endswith("s"):
+                tag = self._tag_names.get(word.lower()[:-1])
+            if tag:
+                out.append(tag)
+        return out
 
     def _retrieve(self, drafts: dict[Any, _Draft]) -> None:
         """Ask the ontology index about the points the tag evidence leaves unsure."""

@@ -178,6 +178,55 @@ def read_examples(path: Path) -> list[Example]:
     return out
 
 
+# -- suggest-review --------------------------------------------------------------------------
+@main.command(name="suggest-review")
+@click.argument("points", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-k", "count", type=click.IntRange(min=1), required=True, help="How many points to pick.")
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV to write."
+)
+@click.option(
+    "--examples",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Points already confirmed (name, brick_class): not picked again, and learned from.",
+)
+def suggest_review(points: Path, count: int, output: Path, examples: Path | None) -> None:
+    """Pick the K points whose confirmation teaches the agent most.
+
+    Points sharing a point function (ZN-T on every VAV) form one group; the
+    representatives of the largest groups the agent is least sure about come first.
+    Writes the input's columns for those rows plus the agent's current suggestion."""
+    from mapper import read_points_csv
+
+    platform = _platform()
+    raw = read_points_csv(points)
+    agent = platform.new_agent()
+    if examples:
+        agent.learn(read_examples(examples))
+    with _progress(len(raw), "ranking") as tick:
+        suggestions = agent.suggest(raw, progress=tick)
+    picked = agent.suggest_review(raw, count, suggestions)
+    with output.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            ["name", "description", "unit", "object_type", "suggested_class", "confidence", "alternatives"]
+        )
+        for i in picked:
+            p, s = raw[i], suggestions[i]
+            writer.writerow(
+                [
+                    p.name,
+                    p.description,
+                    p.unit,
+                    p.object_type,
+                    s.brick_class or "",
+                    f"{s.confidence:.3f}",
+                    "|".join(s.alternatives[:2]),
+                ]
+            )
+    click.echo(f"picked {len(picked)} of {len(raw)} points to review -> {output}", err=True)
+
+
 # -- validate ----------------------------------------------------------------------------
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import ClassRetriever
 from api._service import Platform
 from api.settings import Settings
 from graphstore import OxigraphStore
@@ -19,9 +20,16 @@ def ontology(tmp_path_factory: pytest.TempPathFactory) -> Ontology:
     return Ontology.load(tmp_path_factory.mktemp("cache"))
 
 
+@pytest.fixture(scope="session")
+def retriever(ontology: Ontology, tmp_path_factory: pytest.TempPathFactory) -> ClassRetriever:
+    return ClassRetriever(ontology, tmp_path_factory.mktemp("chroma"))
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "var")
+    settings = Settings(data_dir=tmp_path / "var")
+    settings.agent.retrieval = False  # exercised once, in test_agent.py
+    return settings
 
 
 @pytest.fixture

@@ -86,3 +86,32 @@ def test_site_file_naming_an_unknown_equipment_class_is_refused(ontology: Ontolo
     site.write_text('[equipment]\nxyz = "Not_A_Class"\n', "utf-8")
     with pytest.raises(LabelingError, match="Not_A_Class"):
         LabelingAgent(ontology, Knowledge.load(site))
+
+
+def test_ontology_retrieval_finds_classes_by_definition_and_persists(
+    ontology: Ontology, retriever, tmp_path
+) -> None:
+    from agent import class_documents
+
+    docs = class_documents(ontology)
+    assert "Also called" in docs["Target_Zone_Air_Temperature_Setpoint"]
+    hits = retriever.search(["zone air temperature", "occupancy motion trigger"], k=5)
+    assert "Zone_Air_Temperature_Sensor" in [name for name, _ in hits[0]]
+    assert "Occupancy_Sensor" in [name for name, _ in hits[1]]
+    assert retriever.collection().count() == len(docs)
+
+
+def test_retrieval_separates_classes_whose_tags_are_identical(ontology: Ontology, retriever) -> None:
+    # Brick gives Heat_Exchanger_ and Ice_Tank_Leaving_Water_Temperature_Sensor the same
+    # tags; only their definitions tell them apart.
+    point = RawPoint("CHP2 Ice Tank Leaving Temp", unit="°F")
+    without = LabelingAgent(ontology).suggest([point])[0]
+    with_retrieval = LabelingAgent(ontology, retriever=retriever).suggest([point])[0]
+    assert without.brick_class == "Heat_Exchanger_Leaving_Water_Temperature_Sensor"
+    assert with_retrieval.brick_class == "Ice_Tank_Leaving_Water_Temperature_Sensor"
+    assert "ontology search agrees" in with_retrieval.reason
+
+
+def test_unknown_words_that_are_brick_tags_count_as_evidence(ontology: Ontology) -> None:
+    got = LabelingAgent(ontology).suggest([RawPoint("Lobby formaldehyde"), RawPoint("Solar irradiance")])
+    assert [s.brick_class for s in got] == ["Formaldehyde_Level_Sensor", "Solar_Irradiance_Sensor"]

@@ -10,7 +10,9 @@ from tests.conftest import DATASETS, FIXTURES
 
 
 def osed(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OSED_DATA_DIR": str(cwd / "var")}
+    # Retrieval (embedding model) is exercised in test_agent.py; here it would only add
+    # a model load to every command.
+    env = {**os.environ, "OSED_DATA_DIR": str(cwd / "var"), "OSED_AGENT__RETRIEVAL": "false"}
     return subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
         cwd=cwd,
@@ -98,3 +100,50 @@ def test_demo_building_loads_labels_and_validates_with_zero_violations(platform)
         'WHERE { ?p osed:reviewStatus "suggested" }'
     ).rows[0]["n"]
     assert int(labeled) >= 0.95 * len(points)
+
+
+def test_suggest_review_picks_representatives_that_teach_the_most(tmp_path: Path) -> None:
+    out = tmp_path / "picked.csv"
+    r = osed("suggest-review", str(DATASETS / "soda.csv"), "-k", "5", "--output", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    picked = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(picked) == 5 and all(row["name"] for row in picked)
+    # Five confirmations from the picks label most of the building through their groups.
+    truth = {
+        row["name"]: row["brick_class"]
+        for row in csv.DictReader((DATASETS / "soda.csv").open(encoding="utf-8"))
+    }
+    examples = tmp_path / "ex.csv"
+    with examples.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name", "brick_class"])
+        for row in picked:
+            w.writerow([row["name"], truth[row["name"]]])
+    pred = tmp_path / "pred.csv"
+    r = osed(
+        "label",
+        str(DATASETS / "soda.csv"),
+        "--predictions",
+        str(pred),
+        "--examples",
+        str(examples),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(pred.open(encoding="utf-8")))
+    right = sum(1 for row in rows if row["brick_class"] == truth[row["name"]])
+    assert right / len(rows) > 0.6
+    again = tmp_path / "again.csv"
+    r = osed(
+        "suggest-review",
+        str(DATASETS / "soda.csv"),
+        "-k",
+        "5",
+        "--output",
+        str(again),
+        "--examples",
+        str(examples),
+        cwd=tmp_path,
+    )
+    names = {row["name"] for row in csv.DictReader(again.open(encoding="utf-8"))}
+    assert r.returncode == 0 and not names & set(truth_name for truth_name in (row["name"] for row in picked))
