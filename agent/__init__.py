@@ -1,11 +1,13 @@
 """The labeling agent: suggests a Brick class for each point, learns from human decisions."""
 
 from agent._agent import AgentConfig, Example, LabelingAgent
+from agent._calibration import Calibration, fit_isotonic
 from agent._names import Knowledge, NameParser, ParsedName, point_signature, tokenize
 from agent._retrieval import ClassRetriever, MiniLMEmbedding, class_documents
 
 __all__ = [
     "AgentConfig",
+    "Calibration",
     "ClassRetriever",
     "Example",
     "Knowledge",
@@ -14,6 +16,7 @@ __all__ = [
     "NameParser",
     "ParsedName",
     "class_documents",
+    "fit_isotonic",
     "point_signature",
     "tokenize",
 ]

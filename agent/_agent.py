@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent._calibration import Calibration
 from agent._names import Knowledge, NameParser, ParsedName
 from agent._retrieval import ClassRetriever
 from agent._scoring import ClassScorer, Evidence, Scored
@@ -129,9 +130,11 @@ class LabelingAgent:
         knowledge: Knowledge | None = None,
         config: AgentConfig | None = None,
         retriever: ClassRetriever | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.ontology = ontology
         self.retriever = retriever
+        self.calibration = calibration or Calibration.load()
         self.knowledge = knowledge or Knowledge.load()
         self.config = config or AgentConfig()
         self._check_knowledge()
@@ -294,7 +297,7 @@ class LabelingAgent:
                 reason="nothing in the name, unit or type is recognisable",
                 equipment=parsed.equipment,
             )
-        confidence = self._confidence(ranked, parsed, borrowed)
+        confidence = self.calibration(self._confidence(ranked, parsed, borrowed))
         top = ranked[0]
         alternatives = tuple(s.name for s in ranked[1:3])
         reason = _reason(parsed, draft.described, point, evidence, top, borrowed)

@@ -428,7 +428,18 @@ def load_demo(platform: Platform) -> None:
     "--active", default="", help="Let the agent pick K points to confirm (or e.g. '1%' of the rows) first."
 )
 @click.option("--calibration", is_flag=True, help="Also print the pooled calibration curve.")
-def eval_(datasets: Sequence[Path], examples_per_building: int, active: str, calibration: bool) -> None:
+@click.option(
+    "--fit-calibration",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Fit the confidence map on these datasets, write it here, report held-out error.",
+)
+def eval_(
+    datasets: Sequence[Path],
+    examples_per_building: int,
+    active: str,
+    calibration: bool,
+    fit_calibration: Path | None,
+) -> None:
     """Benchmark labeling on datasets with a ground-truth brick_class column.
 
     Prints exact and parent-or-exact accuracy, top-3, coverage and precision at the
@@ -436,6 +447,18 @@ def eval_(datasets: Sequence[Path], examples_per_building: int, active: str, cal
     from eval.labeling import evaluate, format_calibration, format_table
 
     platform = _platform()
+    if fit_calibration:
+        from eval.labeling import fit_calibration as fit
+
+        fitted, held_out = fit(
+            datasets, ontology=platform.ontology, knowledge=platform.knowledge, retriever=platform.retriever
+        )
+        fitted.save(fit_calibration)
+        click.echo(f"calibration map ({len(fitted.raw)} knots) -> {fit_calibration}")
+        for name, ece in held_out.items():
+            click.echo(f"  {name}: calibration error when left out of the fit: {ece:.3f}")
+        click.echo(f"  mean held-out calibration error: {sum(held_out.values()) / len(held_out):.3f}")
+        return
     results = [
         evaluate(
             path,

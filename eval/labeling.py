@@ -6,10 +6,11 @@ import csv
 import math
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import AgentConfig, ClassRetriever, Example, Knowledge, LabelingAgent
+from agent import AgentConfig, Calibration, ClassRetriever, Example, Knowledge, LabelingAgent, fit_isotonic
 from core.errors import IngestError
 from mapper import RawPoint, decode_text
 from ontology import Ontology
@@ -60,6 +61,8 @@ def evaluate(
     config: AgentConfig | None = None,
     knowledge: Knowledge | None = None,
     retriever: ClassRetriever | None = None,
+    calibration: Calibration | None = None,
+    raw_pairs: list[tuple[float, bool]] | None = None,
 ) -> LabelingResult:
     """Label a dataset and score it.
 
@@ -81,7 +84,7 @@ def evaluate(
         for r in rows
     ]
     start = time.perf_counter()
-    agent = LabelingAgent(ontology, knowledge, config=config, retriever=retriever)
+    agent = LabelingAgent(ontology, knowledge, config=config, retriever=retriever, calibration=calibration)
     confirmed: set[str] = set()
     mode = "zero-shot"
     if examples_per_building:
@@ -106,8 +109,10 @@ def evaluate(
     parent = sum(1 for s, t in scored if s.brick_class and ontology.index.is_subclass(t, s.brick_class))
     top3 = sum(1 for s, t in scored if t in (s.brick_class, *s.alternatives[:2]))
     covered = [(s, t) for s, t in scored if s.brick_class]
+    if raw_pairs is not None:
+        raw_pairs.extend((s.confidence, s.brick_class == t) for s, t in covered)
     precision = sum(1 for s, t in covered if s.brick_class == t) / (len(covered) or 1)
-    curve, ece = calibration([(s.confidence, s.brick_class == t) for s, t in covered])
+    curve, ece = reliability([(s.confidence, s.brick_class == t) for s, t in covered])
     return LabelingResult(
         dataset=path.stem,
         rows=len(rows),
@@ -126,7 +131,7 @@ def evaluate(
     )
 
 
-def calibration(
+def reliability(
     pairs: list[tuple[float, bool]], bins: int = 10
 ) -> tuple[list[tuple[float, float, float, int]], float]:
     """Reliability curve and expected calibration error (ECE) of (confidence, correct) pairs."""
@@ -206,3 +211,43 @@ def format_calibration(results: list[LabelingResult]) -> str:
         acc = sum(a * n for _, a, n in items) / total
         lines.append(f"| {edge:.1f}-{edge + 0.1:.1f} | {conf:.3f} | {acc:.3f} | {total} |")
     return "\n".join(lines)
+
+
+def fit_calibration(
+    paths: Sequence[Path],
+    *,
+    ontology: Ontology,
+    knowledge: Knowledge | None = None,
+    retriever: ClassRetriever | None = None,
+    active: str = "1%",
+) -> tuple[Calibration, dict[str, float]]:
+    """Fit the confidence map on zero-shot and active-learning runs of every dataset.
+
+    Returns the map fitted on all of them, and each dataset's calibration error under a
+    map fitted on the others only (leave one building out), which is what a building
+    never seen would get.
+    """
+    identity = Calibration.identity()
+    everything = AgentConfig(abstain_below=0.0)
+    per_dataset: dict[str, list[tuple[float, bool]]] = {}
+    for path in paths:
+        pairs: list[tuple[float, bool]] = []
+        for mode in ("", active):
+            evaluate(
+                path,
+                active=mode,
+                ontology=ontology,
+                knowledge=knowledge,
+                retriever=retriever,
+                config=everything,
+                calibration=identity,
+                raw_pairs=pairs,
+            )
+        per_dataset[path.stem] = pairs
+    held_out = {}
+    for name, pairs in per_dataset.items():
+        others = [p for other, ps in per_dataset.items() if other != name for p in ps]
+        fitted = fit_isotonic(others)
+        held_out[name] = reliability([(fitted(c), ok) for c, ok in pairs])[1]
+    everything_pairs = [p for ps in per_dataset.values() for p in ps]
+    return fit_isotonic(everything_pairs, fitted_on=sorted(per_dataset)), held_out
