@@ -37,9 +37,9 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Labeling benchmark on the shared dev datasets (table for docs/benchmarks.md).
+## Labeling benchmarks on the shared dev datasets; rewrites docs/benchmarks.md.
 eval: $(STAMP)
-	$(BIN)/osed eval ../shared/datasets/dev/*.csv
+	$(BIN)/python -m eval.report ../shared/datasets/dev > docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) var

@@ -248,8 +248,16 @@ class LabelingAgent:
                 continue
             if draft.borrowed and draft.borrowed[0] >= 0.99:
                 continue
-            if draft.ranked and self._confidence(draft.ranked, draft.parsed, draft.borrowed) >= 0.5:
-                continue
+            # Only where the tags cannot decide: the agent would abstain, or the two best
+            # classes are tied (Brick has classes that share every tag).
+            if draft.ranked:
+                confident = (
+                    self.calibration(self._confidence(draft.ranked, draft.parsed, draft.borrowed))
+                    >= self.config.abstain_below
+                )
+                tied = len(draft.ranked) > 1 and draft.ranked[0].score - draft.ranked[1].score < 0.25
+                if confident and not tied:
+                    continue
             query = _query_text(draft)
             if query:
                 unsure[query].append(draft)

@@ -162,6 +162,12 @@ class ClassScorer:
         df: Counter[str] = Counter(t for p in profiles for t in p.tags)
         n = len(profiles)
         self.weights = {t: 1.0 + math.log(n / c) for t, c in df.items()}
+        # What each tag costs a class when the evidence lacks it; precomputed for _value.
+        self._missing_cost = {
+            p.name: {t: self.weights.get(t, 1.0) * (0.15 if t in implicit else 0.9) for t in p.tags}
+            for p in profiles
+        }
+        self._all_missing = {name: sum(c.values()) for name, c in self._missing_cost.items()}
         self.vocabulary = frozenset(df) | KIND_TAGS
         self._by_tag: dict[str, list[ClassProfile]] = defaultdict(list)
         for p in profiles:
@@ -255,17 +261,22 @@ class ClassScorer:
                 candidates[p.name] = p
         for p in self._generic:
             candidates.setdefault(p.name, p)
-        scored = [s for s in (self._score(p, ev) for p in candidates.values()) if s is not None]
-        scored.sort(key=lambda s: (-s.score, s.name))
+        evidence_weight = sum(self.weight(t) for t in ev.tags)
+        quick = [
+            (value, p.name, p)
+            for p in candidates.values()
+            if (value := self._value(p, ev, evidence_weight)) is not None
+        ]
+        quick.sort(key=lambda item: (-item[0], item[1]))
         canonical = self._ontology.index.canonical
         out: list[Scored] = []
         seen: set[str] = set()
-        for s in scored:
-            name = canonical(s.name)
+        for value, _name, p in quick:
+            name = canonical(p.name)
             if name in seen:
                 continue
             seen.add(name)
-            out.append(s if name == s.name else replace(s, name=name))
+            out.append(replace(self._explain(p, ev, value), name=name))
             if len(out) >= limit:
                 break
         return out
@@ -276,16 +287,25 @@ class ClassScorer:
         return self._score(profile, ev) if profile else None
 
     def _score(self, p: ClassProfile, ev: Evidence) -> Scored | None:
+        value = self._value(p, ev, sum(self.weight(t) for t in ev.tags))
+        return None if value is None else self._explain(p, ev, value)
+
+    def _value(self, p: ClassProfile, ev: Evidence, evidence_weight: float) -> float | None:
+        """The class's score; the hot path, so it walks only the tags the class shares."""
         unit = ev.unit
         if unit is not None and p.quantity and unit.quantity_kinds and p.quantity not in unit.quantity_kinds:
             return None
-        matched = ev.tags & p.tags
-        weak = ev.weak_tags & p.tags
-        missing = p.tags - ev.tags - ev.weak_tags
-        unexplained = ev.tags - p.tags
-        score = sum(self.weight(t) for t in matched) + 0.5 * sum(self.weight(t) for t in weak)
-        score -= sum(self.weight(t) * (0.15 if t in self._implicit else 0.9) for t in missing)
-        score -= 0.6 * sum(self.weight(t) for t in unexplained)
+        costs = self._missing_cost[p.name]
+        score = -self._all_missing[p.name]
+        matched_weight = 0.0
+        for t in p.tags:
+            if t in ev.tags:
+                w = self.weights.get(t, 1.0)
+                matched_weight += w
+                score += w + costs[t]
+            elif t in ev.weak_tags:
+                score += 0.5 * self.weights.get(t, 1.0) + costs[t]
+        score -= 0.6 * (evidence_weight - matched_weight)
         if ev.explicit_kind:
             if p.kind != ev.explicit_kind:
                 score -= 6.0 + ev.kind_costs.get(p.kind or "", 3.0) * 0.5
@@ -294,11 +314,14 @@ class ClassScorer:
         else:
             score -= ev.kind_costs.get(p.kind or "", 3.0)
         # Among equals, the more specific class (deeper) is the better description.
-        score += 0.01 * p.depth
+        return score + 0.01 * p.depth
+
+    @staticmethod
+    def _explain(p: ClassProfile, ev: Evidence, value: float) -> Scored:
         return Scored(
             name=p.name,
-            score=score,
-            matched=tuple(sorted(matched | weak)),
-            missing=tuple(sorted(missing)),
-            unexplained=tuple(sorted(unexplained)),
+            score=value,
+            matched=tuple(sorted(p.tags & (ev.tags | ev.weak_tags))),
+            missing=tuple(sorted(p.tags - ev.tags - ev.weak_tags)),
+            unexplained=tuple(sorted(ev.tags - p.tags)),
         )
