@@ -2,6 +2,7 @@
 
 from agent._agent import AgentConfig, Example, LabelingAgent
 from agent._calibration import Calibration, fit_isotonic
+from agent._llm import LLMConfig, LLMRefiner, openai_compatible_model
 from agent._names import Knowledge, NameParser, ParsedName, point_signature, tokenize
 from agent._retrieval import ClassRetriever, MiniLMEmbedding, class_documents
 
@@ -11,12 +12,15 @@ __all__ = [
     "ClassRetriever",
     "Example",
     "Knowledge",
+    "LLMConfig",
+    "LLMRefiner",
     "LabelingAgent",
     "MiniLMEmbedding",
     "NameParser",
     "ParsedName",
     "class_documents",
     "fit_isotonic",
+    "openai_compatible_model",
     "point_signature",
     "tokenize",
 ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent._calibration import Calibration
+from agent._llm import LLMRefiner
 from agent._names import Knowledge, NameParser, ParsedName
 from agent._retrieval import ClassRetriever
 from agent._scoring import ClassScorer, Evidence, Scored
@@ -131,10 +132,12 @@ class LabelingAgent:
         config: AgentConfig | None = None,
         retriever: ClassRetriever | None = None,
         calibration: Calibration | None = None,
+        llm: LLMRefiner | None = None,
     ) -> None:
         self.ontology = ontology
         self.retriever = retriever
         self.calibration = calibration or Calibration.load()
+        self.llm = llm
         self.knowledge = knowledge or Knowledge.load()
         self.config = config or AgentConfig()
         self._check_knowledge()
@@ -201,6 +204,8 @@ class LabelingAgent:
             out.append(suggestion)
             if progress is not None and n % 200 == 0:
                 progress(200)
+        if self.llm is not None:
+            out = self.llm.refine(points, out)
         if progress is not None:
             progress(len(points) % 200)
         return out
@@ -225,6 +230,15 @@ class LabelingAgent:
         ranked = self.scorer.rank(evidence)
         ranked, borrowed = self._apply_examples(parsed, ranked)
         return _Draft(point, parsed, evidence, ranked, borrowed, described=described)
+
+    def search_classes(self, text: str) -> list[tuple[str, float]]:
+        """Classes matching free text: the ontology index if there is one, else the tags."""
+        if self.retriever is not None:
+            return self.retriever.search([text], k=10)[0]
+        parsed = self.parser.parse(_clean(text))
+        tags = list(parsed.tags) + self._lexical_tags(parsed.unknown)
+        ranked = self.scorer.rank(self.scorer.evidence(tags, None, ""), limit=10)
+        return [(s.name, s.score) for s in ranked]
 
     def _lexical_tags(self, words: Sequence[str]) -> list[str]:
         """Unknown words that are Brick tags themselves (Formaldehyde, Irradiance, Radon)."""

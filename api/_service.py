@@ -13,7 +13,16 @@ from functools import cached_property
 from pydantic import BaseModel
 from rdflib import Graph
 
-from agent import AgentConfig, ClassRetriever, Example, Knowledge, LabelingAgent
+from agent import (
+    AgentConfig,
+    ClassRetriever,
+    Example,
+    Knowledge,
+    LabelingAgent,
+    LLMConfig,
+    LLMRefiner,
+    openai_compatible_model,
+)
 from api.settings import Settings
 from core.errors import GraphStoreError, OsedError
 from graphstore import GraphStore, open_store
@@ -98,7 +107,24 @@ class Platform:
 
     def new_agent(self) -> LabelingAgent:
         config = AgentConfig(abstain_below=self.settings.agent.abstain_below)
-        return LabelingAgent(self.ontology, self.knowledge, config, retriever=self.retriever)
+        agent = LabelingAgent(self.ontology, self.knowledge, config, retriever=self.retriever)
+        agent.llm = self.llm_for(agent)
+        return agent
+
+    def llm_for(self, agent: LabelingAgent) -> LLMRefiner | None:
+        """The configured LLM second opinion for this agent, or None (offline)."""
+        s = self.settings.agent
+        if not s.llm_base_url:
+            return None
+        llm_config = LLMConfig(
+            base_url=s.llm_base_url,
+            model=s.llm_model,
+            api_key=s.llm_api_key.get_secret_value(),
+            batch_size=s.llm_batch_size,
+        )
+        return LLMRefiner(
+            openai_compatible_model(llm_config), self.ontology, agent.search_classes, llm_config
+        )
 
     def close(self) -> None:
         if self._store is not None:

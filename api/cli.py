@@ -467,6 +467,7 @@ def eval_(
             ontology=platform.ontology,
             knowledge=platform.knowledge,
             retriever=platform.retriever,
+            llm_for=platform.llm_for,
         )
         for path in datasets
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from graphstore import StoreSettings
@@ -22,6 +22,12 @@ class AgentSettings(BaseModel):
     abstain_below: float = Field(default=0.25, ge=0, le=1)
     #: Retrieval over the ontology (chromadb + MiniLM) for points the name leaves unsure.
     retrieval: bool = True
+    #: Optional LLM for unsure points: an OpenAI-compatible endpoint (vLLM, Ollama,
+    #: llama.cpp server, hosted API). Empty base URL = no LLM, fully offline.
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: SecretStr = SecretStr("not-needed")
+    llm_batch_size: int = Field(default=20, ge=1)
     #: Site abbreviation files (TOML, same layout as agent/data/abbreviations.toml).
     abbreviation_files: list[Path] = Field(default_factory=list)
 

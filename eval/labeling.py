@@ -6,11 +6,20 @@ import csv
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import AgentConfig, Calibration, ClassRetriever, Example, Knowledge, LabelingAgent, fit_isotonic
+from agent import (
+    AgentConfig,
+    Calibration,
+    ClassRetriever,
+    Example,
+    Knowledge,
+    LabelingAgent,
+    LLMRefiner,
+    fit_isotonic,
+)
 from core.errors import IngestError
 from mapper import RawPoint, decode_text
 from ontology import Ontology
@@ -63,6 +72,7 @@ def evaluate(
     retriever: ClassRetriever | None = None,
     calibration: Calibration | None = None,
     raw_pairs: list[tuple[float, bool]] | None = None,
+    llm_for: Callable[[LabelingAgent], LLMRefiner | None] | None = None,
 ) -> LabelingResult:
     """Label a dataset and score it.
 
@@ -85,6 +95,8 @@ def evaluate(
     ]
     start = time.perf_counter()
     agent = LabelingAgent(ontology, knowledge, config=config, retriever=retriever, calibration=calibration)
+    if llm_for is not None:
+        agent.llm = llm_for(agent)
     confirmed: set[str] = set()
     mode = "zero-shot"
     if examples_per_building:
