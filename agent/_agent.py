@@ -13,7 +13,7 @@ from agent._calibration import Calibration
 from agent._llm import LLMRefiner
 from agent._names import Knowledge, NameParser, ParsedName
 from agent._retrieval import ClassRetriever
-from agent._scoring import ClassScorer, Evidence, Scored
+from agent._scoring import ClassScorer, Evidence, Scored, normalise_tag
 from core.errors import LabelingError
 from mapper import RawPoint, Suggestion
 from ontology import Ontology
@@ -151,6 +151,10 @@ class LabelingAgent:
         )
         self.memory = _ExampleMemory(self.parser)
         self._tag_names = {t.lower(): t for t in self.scorer.vocabulary}
+        self._class_tags = {
+            c.name: frozenset(normalise_tag(t) for t in c.tags)
+            for c in ontology.index.point_classes(include_deprecated=True)
+        }
         #: The building being labeled: its own examples count before other buildings'.
         self.building = ""
 
@@ -422,8 +426,14 @@ class LabelingAgent:
         by_name = {s.name: s for s in ranked}
         top_score = ranked[0].score if ranked else 0.0
         boosted = []
+        own_tags = set(parsed.tags)
         for cls, v in votes.items():
             bonus = self.config.example_weight * best_sim * v / total_votes
+            if own_tags and not same:
+                # A look-alike name with its own meaning borrows only what does not
+                # contradict it; the same signature, or an opaque code, borrows fully.
+                shared = own_tags & set(self._class_tags.get(cls, ()))
+                bonus *= max(0.25, len(shared) / len(own_tags))
             base = by_name.pop(cls, None)
             score = (base.score if base else top_score - 2.0) + bonus
             boosted.append(

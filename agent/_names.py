@@ -158,11 +158,14 @@ def point_signature(name: str, keep: frozenset[str] = frozenset()) -> str:
     if after and len(after[0]) == 1 and len(after) > 1:
         after = after[1:]
     words = [t for t in tokens if not _DIGITS.match(t)]
-    if sum(len(t) for t in after) < 2:
+    if not after:
+        # Nothing after the last identifier: the function comes first
+        # (operatingMode1st Floor VAS1, Zone Temp 2 RMI007).
+        first_id = next((i for i, t in enumerate(tokens) if _DIGITS.match(t)), len(tokens))
+        after = [t for t in tokens[:first_id] if not _DIGITS.match(t)] or words
+    elif sum(len(t) for t in after) < 2:
         # A lone letter says too little (AHU2-OCC-C): keep the word before it too.
         after = words[-2:]
-    if not after:
-        after = words
     return " ".join(_key(t) for t in after)
 
 
