@@ -6,12 +6,16 @@ The CLI and the HTTP API both call this; neither has a path of its own to the st
 from __future__ import annotations
 
 import re
+import uuid
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
+from typing import Literal as TypeLiteral
 
 from pydantic import BaseModel
-from rdflib import Graph
+from rdflib import RDF, RDFS, Graph, Literal, URIRef
 
 from agent import (
     AgentConfig,
@@ -26,8 +30,17 @@ from agent import (
 from api.settings import Settings
 from core.errors import GraphStoreError, OsedError
 from graphstore import GraphStore, open_store
-from mapper import LabeledPoint, RawPoint, ReviewStatus, build_model, building_iri, point_identities
-from ontology import Ontology, ValidationReport, sparql_prefixes
+from mapper import (
+    LabeledPoint,
+    RawPoint,
+    ReviewStatus,
+    build_model,
+    building_iri,
+    point_identities,
+    read_points_graph,
+    slug,
+)
+from ontology import BRICK, BRICK_VERSION, OSED, PROV, Ontology, ValidationReport, sparql_prefixes
 
 _BUILDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 Progress = Callable[[int], None]
@@ -55,6 +68,20 @@ class PointRow(BaseModel):
     reason: str | None = None
     alternatives: list[str] = []
     equipment: str | None = None
+
+
+class Decision(BaseModel):
+    """A reviewer's decision on one point (by IRI) or on every point with that raw name."""
+
+    point: str
+    action: TypeLiteral["confirm", "correct", "reject"]
+    brick_class: str | None = None
+
+
+class DecisionResult(BaseModel):
+    decided: int
+    relabeled: int
+    points: int
 
 
 @dataclass
@@ -140,16 +167,23 @@ class Platform:
         examples: Sequence[Example] = (),
         progress: Progress | None = None,
         decisions: dict[str, tuple[str, str | None]] | None = None,
+        building: str = "",
     ) -> list[LabeledPoint]:
-        """Suggest classes; points a human already decided keep the human's decision."""
+        """Suggest classes; points a human already decided keep the human's decision.
+
+        The agent learns from this building's decisions first, then from the decisions
+        stored for the site's other buildings."""
         agent = self.new_agent()
+        agent.building = building
         decisions = decisions or {}
         learned = list(examples)
         by_identity = dict(zip(point_identities(points), points, strict=True))
         for identity, (status, cls) in decisions.items():
             raw = by_identity.get(identity)
             if raw is not None and cls and status in ("confirmed", "corrected"):
-                learned.append(Example(name=raw.name, brick_class=cls))
+                learned.append(Example(name=raw.name, brick_class=cls, building=building))
+        if building:
+            learned.extend(self.site_examples(exclude=building))
         agent.learn(learned)
         suggestions = agent.suggest(points, progress=progress)
         labeled = []
@@ -231,7 +265,7 @@ class Platform:
         exists = iri in self.store.graphs()
         decisions = self.decisions(building) if exists else {}
         label = label or (self.building_label(building) if exists else None)
-        labeled = self.label(points, examples, progress, decisions)
+        labeled = self.label(points, examples, progress, decisions, building=building)
         model = self.model(building, labeled, label)
         report = self.ontology.validator.validate(model)
         triples = self.store.replace_graph(iri, model)
@@ -265,6 +299,117 @@ class Platform:
             )
             for r in result.rows
         }
+
+    def site_examples(self, exclude: str = "") -> list[Example]:
+        """Human-confirmed points of every stored building except ``exclude``."""
+        result = self.store.query(
+            sparql_prefixes()
+            + """SELECT ?id ?name ?cls WHERE { GRAPH ?g {
+                ?b a osed:Building ; osed:buildingId ?id .
+                ?p osed:rawName ?name ; osed:reviewStatus ?status ; osed:decidedClass ?cls .
+                FILTER(?status IN ("confirmed", "corrected")) } }""",
+            limit=10**7,
+        )
+        brick = "https://brickschema.org/schema/Brick#"
+        return [
+            Example(name=str(r["name"]), brick_class=str(r["cls"])[len(brick) :], building=str(r["id"]))
+            for r in result.rows
+            if str(r["id"]) != exclude
+        ]
+
+    def provenance_iri(self, building: str) -> str:
+        return self.graph_iri(building) + "/provenance"
+
+    def decide(self, building: str, decisions: Sequence[Decision], user: str) -> DecisionResult:
+        """Record reviewers' decisions and relabel the building with them at once.
+
+        The building model and its provenance graph are replaced in one transaction.
+        """
+        iri = self.require_building(building)
+        graph = self.store.get_graph(iri)
+        points = read_points_graph(graph)
+        raws = [raw for _, raw in points]
+        identities = dict(zip((str(p) for p, _ in points), point_identities(raws), strict=True))
+        by_name: dict[str, list[str]] = defaultdict(list)
+        for point_iri, raw in points:
+            by_name[raw.name].append(str(point_iri))
+        stored = self.decisions(building)
+        current = _current_classes(graph)
+        merged = dict(stored)
+        now = datetime.now(UTC)
+        prov = self.store.get_graph(self.provenance_iri(building))
+        who = URIRef(f"urn:osed:user:{slug(user)}")
+        prov.add((who, RDF.type, PROV.Agent))
+        prov.add((who, RDFS.label, Literal(user)))
+        decided = 0
+        for n, d in enumerate(decisions):
+            targets = [d.point] if d.point in identities else by_name.get(d.point, [])
+            if not targets:
+                raise OsedError(f"decision {n + 1}: no point '{d.point}' in building '{building}'")
+            for target in targets:
+                previous = current.get(target)
+                if d.action == "confirm":
+                    if previous is None:
+                        raise OsedError(
+                            f"decision {n + 1}: '{d.point}' has no suggestion to confirm; correct it instead"
+                        )
+                    merged[identities[target]] = ("confirmed", previous)
+                    chosen: str | None = previous
+                elif d.action == "correct":
+                    cls = self.ontology.index.canonical((d.brick_class or "").strip())
+                    if not self.ontology.index.is_point(cls):
+                        raise OsedError(
+                            f"decision {n + 1}: '{d.brick_class}' is not a Brick {BRICK_VERSION} point class"
+                        )
+                    merged[identities[target]] = ("corrected", cls)
+                    chosen = cls
+                else:
+                    merged[identities[target]] = ("rejected", None)
+                    chosen = None
+                act = URIRef(f"{iri}/decision/{uuid.uuid4().hex}")
+                prov.add((act, RDF.type, PROV.Activity))
+                prov.add((act, RDF.type, OSED.ReviewDecision))
+                prov.add((act, PROV.wasAssociatedWith, who))
+                prov.add((act, PROV.endedAtTime, Literal(now)))
+                prov.add((act, OSED.action, Literal(d.action)))
+                prov.add((act, OSED.point, URIRef(target)))
+                if chosen:
+                    prov.add((act, OSED.decidedClass, BRICK[chosen]))
+                if previous:
+                    prov.add((act, OSED.previousClass, BRICK[previous]))
+                decided += 1
+        label = self.building_label(building)
+        labeled = self.label(raws, decisions=merged, building=building)
+        model = self.model(building, labeled, label)
+        after = _current_classes(model)
+        changed = sum(
+            1 for p in current if identities.get(p) not in merged and after.get(p) != current.get(p)
+        )
+        self.store.replace_graphs({iri: model, self.provenance_iri(building): prov})
+        return DecisionResult(decided=decided, relabeled=changed, points=len(labeled))
+
+    def history(self, building: str, point: str) -> list[dict[str, str]]:
+        """Every decision recorded for one point, oldest first."""
+        self.require_building(building)
+        prov = self.provenance_iri(building)
+        result = self.store.query(
+            sparql_prefixes()
+            + f"""SELECT ?when ?who ?action ?cls ?prev WHERE {{ GRAPH <{prov}> {{
+                ?a osed:point <{point}> ; osed:action ?action ; prov:endedAtTime ?when ;
+                   prov:wasAssociatedWith ?u . ?u rdfs:label ?who .
+                OPTIONAL {{ ?a osed:decidedClass ?cls }} OPTIONAL {{ ?a osed:previousClass ?prev }}
+            }} }} ORDER BY ?when""",
+        )
+        return [
+            {
+                "when": str(r["when"]),
+                "who": str(r["who"]),
+                "action": str(r["action"]),
+                "brick_class": _local(r.get("cls")) or "",
+                "previous_class": _local(r.get("prev")) or "",
+            }
+            for r in result.rows
+        ]
 
     def building_graph(self, building: str) -> Graph:
         return self.store.get_graph(self.require_building(building))
@@ -342,12 +487,25 @@ def _row(r: Mapping[str, object]) -> PointRow:
     )
 
 
+def _current_classes(graph: Graph) -> dict[str, str | None]:
+    """Point IRI -> the Brick class the model gives it (None for a bare brick:Point)."""
+    brick = str(BRICK)
+    out: dict[str, str | None] = {}
+    for point in graph.subjects(OSED.rawName, None):
+        classes = [str(c)[len(brick) :] for c in graph.objects(point, RDF.type) if str(c).startswith(brick)]
+        cls = next((c for c in classes if c != "Point"), None)
+        out[str(point)] = cls
+    return out
+
+
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")[:200]
 
 
 __all__ = [
     "BuildingNotFound",
+    "Decision",
+    "DecisionResult",
     "GraphStoreError",
     "ImportResult",
     "Platform",

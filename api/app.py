@@ -6,6 +6,7 @@ a thread pool), so no blocking call sits inside ``async def``.
 
 from __future__ import annotations
 
+import hashlib
 import html
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,7 +17,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from api._jobs import Job, JobManager
-from api._service import BuildingNotFound, Platform, PointRow, check_building_id
+from api._service import (
+    BuildingNotFound,
+    Decision,
+    DecisionResult,
+    Platform,
+    PointRow,
+    check_building_id,
+)
 from api._sparql import JSONLD, TURTLE, negotiate, serialize
 from api.settings import Role, Settings
 from core.errors import (
@@ -49,6 +57,10 @@ class PointPage(BaseModel):
     offset: int
     limit: int
     items: list[PointRow]
+
+
+class DecisionsIn(BaseModel):
+    decisions: list[Decision] = Field(min_length=1, max_length=10_000)
 
 
 class ValidationItem(BaseModel):
@@ -96,6 +108,14 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         if settings.api.anonymous_role:
             return settings.api.anonymous_role
         raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+    def caller_name(request: Request) -> str:
+        """Who made the request, for provenance: a token's fingerprint or 'anonymous'."""
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            digest = hashlib.sha256(header[7:].strip().encode("utf-8")).hexdigest()[:10]
+            return f"token:{digest}"
+        return "anonymous (development)"
 
     def need(role: Role) -> Any:
         def check(request: Request) -> Role:
@@ -289,6 +309,24 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
                 for r in report.results
             ],
         )
+
+    @app.post(
+        "/buildings/{building}/decisions",
+        response_model=DecisionResult,
+        tags=["points"],
+        dependencies=[need("reviewer")],
+    )
+    def decide(building: str, body: DecisionsIn, request: Request) -> DecisionResult:
+        """Confirm, correct or reject points (by IRI, or every point with a raw name).
+
+        Decisions are stored with who and when, and the building is relabeled with them
+        at once: a confirmed ZN-T labels every other ZN-T."""
+        return platform.decide(building, body.decisions, caller_name(request))
+
+    @app.get("/buildings/{building}/history", tags=["points"], dependencies=[need("viewer")])
+    def history(building: str, point: str) -> list[dict[str, str]]:
+        """Every decision recorded for one point (by IRI), oldest first."""
+        return platform.history(building, point)
 
     # -- SPARQL 1.1 Protocol -----------------------------------------------------------------
     def run_sparql(request: Request, query: str | None, update: str | None, explicit: str | None) -> Response:

@@ -85,9 +85,13 @@ class GraphStore(ABC):
 
     settings: StoreSettings
 
-    @abstractmethod
     def replace_graph(self, graph_iri: str, data: Graph) -> int:
         """Replace one named graph with ``data``; returns the number of triples stored."""
+        return self.replace_graphs({graph_iri: data})
+
+    @abstractmethod
+    def replace_graphs(self, graphs: dict[str, Graph]) -> int:
+        """Replace several named graphs in one transaction: all of them or none."""
 
     @abstractmethod
     def get_graph(self, graph_iri: str) -> Graph:

@@ -54,28 +54,32 @@ class OxigraphStore(GraphStore):
         )
 
     # -- writes -----------------------------------------------------------------------
-    def replace_graph(self, graph_iri: str, data: Graph) -> int:
-        payload = to_ntriples(data, graph_iri)
-        staging = ox.NamedNode(f"urn:osed:staging:{uuid.uuid4().hex}")
-        try:
-            quads = [
-                ox.Quad(t.subject, t.predicate, t.object, staging)
-                for t in ox.parse(payload, format=ox.RdfFormat.N_TRIPLES)
-            ]
-        except SyntaxError as exc:
-            raise GraphStoreError(f"graph <{graph_iri}> not stored: invalid RDF: {exc}") from exc
+    def replace_graphs(self, graphs: dict[str, Graph]) -> int:
+        staged: list[tuple[str, ox.NamedNode]] = []
+        quads: list[ox.Quad] = []
+        for graph_iri, data in graphs.items():
+            payload = to_ntriples(data, graph_iri)
+            staging = ox.NamedNode(f"urn:osed:staging:{uuid.uuid4().hex}")
+            try:
+                quads.extend(
+                    ox.Quad(t.subject, t.predicate, t.object, staging)
+                    for t in ox.parse(payload, format=ox.RdfFormat.N_TRIPLES)
+                )
+            except SyntaxError as exc:
+                raise GraphStoreError(f"graph <{graph_iri}> not stored: invalid RDF: {exc}") from exc
+            staged.append((graph_iri, staging))
         with self._write_lock:
             try:
-                # Staged in a graph of its own (one transaction), then moved over the
-                # target in a single update: readers see the old or the new graph, never half.
+                # Staged in graphs of their own (one transaction), then moved over the
+                # targets in a single update: readers see all old graphs or all new ones.
                 self._store.extend(quads)
-                self._store.update(f"MOVE SILENT <{staging.value}> TO <{graph_iri}>")
+                self._store.update(" ;\n".join(f"MOVE SILENT <{s.value}> TO <{g}>" for g, s in staged))
             except (OSError, SyntaxError, ValueError) as exc:
-                self._store.remove_graph(staging)
-                raise GraphStoreError(f"graph <{graph_iri}> not stored: {exc}") from exc
+                raise GraphStoreError(f"graphs {', '.join(graphs)} not stored: {exc}") from exc
             finally:
-                if self._store.contains_named_graph(staging):
-                    self._store.remove_graph(staging)
+                for _g, staging in staged:
+                    if self._store.contains_named_graph(staging):
+                        self._store.remove_graph(staging)
         return len(quads)
 
     def drop_graph(self, graph_iri: str) -> None:

@@ -29,10 +29,11 @@ class RemoteSparqlStore(GraphStore):
         self._gsp_url = settings.gsp_url
 
     # -- writes -----------------------------------------------------------------------
-    def replace_graph(self, graph_iri: str, data: Graph) -> int:
-        payload = to_ntriples(data, graph_iri)
-        if self._gsp_url:
-            # Graph Store Protocol PUT replaces the graph in one request.
+    def replace_graphs(self, graphs: dict[str, Graph]) -> int:
+        payloads = {g: to_ntriples(data, g) for g, data in graphs.items()}
+        if self._gsp_url and len(graphs) == 1:
+            # Graph Store Protocol PUT replaces one graph in one request.
+            ((graph_iri, payload),) = payloads.items()
             self._send(
                 "PUT",
                 self._gsp_url,
@@ -41,11 +42,13 @@ class RemoteSparqlStore(GraphStore):
                 headers={"Content-Type": _NT},
             )
         else:
-            body = payload.decode("utf-8")
-            self.update(
-                f"DROP SILENT GRAPH <{graph_iri}> ;\nINSERT DATA {{ GRAPH <{graph_iri}> {{\n{body}\n}} }}"
-            )
-        return len(data)
+            # Several graphs: one SPARQL update request, which the server applies atomically.
+            parts = []
+            for graph_iri, payload in payloads.items():
+                parts.append(f"DROP SILENT GRAPH <{graph_iri}>")
+                parts.append(f"INSERT DATA {{ GRAPH <{graph_iri}> {{\n{payload.decode('utf-8')}\n}} }}")
+            self.update(" ;\n".join(parts))
+        return sum(len(data) for data in graphs.values())
 
     def drop_graph(self, graph_iri: str) -> None:
         self.update(f"DROP SILENT GRAPH <{graph_iri}>")

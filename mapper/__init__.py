@@ -1,6 +1,7 @@
 """Point sources in, RDF out: the ``RawPoint`` record, readers, and the model builder."""
 
 from mapper._csv import HEADER_SYNONYMS, decode_text, read_points_csv, sniff_delimiter
+from mapper._graph import read_points_graph
 from mapper._rdf import (
     build_model,
     building_iri,
@@ -51,6 +52,7 @@ __all__ = [
     "point_iri",
     "property_class",
     "read_points_csv",
+    "read_points_graph",
     "slug",
     "sniff_delimiter",
 ]

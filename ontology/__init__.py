@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ontology._index import POINT_KINDS, BrickClass, ClassIndex, qk_local
+from ontology._paths import BRICK_VERSION
 from ontology._units import Unit, UnitTable, normalise_unit_text
 from ontology._validate import ValidationReport, ValidationResult, Validator
 from ontology.namespaces import (
@@ -47,6 +48,7 @@ class Ontology:
 __all__ = [
     "BACNET",
     "BRICK",
+    "BRICK_VERSION",
     "OSED",
     "POINT_KINDS",
     "PREFIXES",

@@ -155,3 +155,84 @@ def test_long_running_sparql_query_is_stopped_with_503(platform: Platform) -> No
     with TestClient(create_app(platform.settings, platform=platform)) as c:
         r = c.get("/sparql", params={"query": "SELECT * WHERE { ?a ?p ?x . ?b ?p ?y . ?c ?p ?z }"})
     assert r.status_code == 503 and "timeout" in r.json()["detail"]
+
+
+def test_decisions_are_stored_with_provenance_and_used_at_once(
+    client: TestClient, platform: Platform
+) -> None:
+    assert client.post("/buildings", json={"id": "hq"}).status_code == 201
+    csv_text = (
+        "name,unit\n"
+        "VAV-1.QZX,°F\nVAV-2.QZX,°F\nVAV-3.QZX,°F\n"  # an opaque code the agent cannot read
+        "VAV-1.ZN-T,°F\n"
+    ).encode()
+    r = client.post("/buildings/hq/points", files={"file": ("v.csv", csv_text, "text/csv")})
+    job = client.get(f"/jobs/{r.json()['id']}").json()
+    for _ in range(100):
+        if job["status"] == "succeeded":
+            break
+        time.sleep(0.1)
+        job = client.get(f"/jobs/{job['id']}").json()
+    items = {p["name"]: p for p in client.get("/buildings/hq/points").json()["items"]}
+    assert items["VAV-2.QZX"]["brick_class"] != "Zone_Air_Temperature_Setpoint"
+    target = items["VAV-1.QZX"]["iri"]
+    r = client.post(
+        "/buildings/hq/decisions",
+        json={
+            "decisions": [
+                {"point": target, "action": "correct", "brick_class": "Zone_Air_Temperature_Setpoint"},
+                {"point": "VAV-1.ZN-T", "action": "confirm"},
+            ]
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["decided"] == 2 and r.json()["relabeled"] >= 2
+    items = {p["name"]: p for p in client.get("/buildings/hq/points").json()["items"]}
+    assert items["VAV-1.QZX"]["status"] == "corrected"
+    # Learned at once; the deprecated class the reviewer typed became its replacement.
+    assert items["VAV-2.QZX"]["brick_class"] == "Target_Zone_Air_Temperature_Setpoint"
+    assert items["VAV-2.QZX"]["status"] == "suggested"
+    assert items["VAV-1.ZN-T"]["status"] == "confirmed"
+    history = client.get("/buildings/hq/history", params={"point": target}).json()
+    assert history[0]["action"] == "correct" and history[0]["who"].startswith("anonymous")
+    # A re-import of the same list keeps what the reviewer decided.
+    r = client.post("/buildings/hq/points", files={"file": ("v.csv", csv_text, "text/csv")})
+    for _ in range(100):
+        job = client.get(f"/jobs/{r.json()['id']}").json()
+        if job["status"] == "succeeded":
+            break
+        time.sleep(0.1)
+    assert job["result"]["kept_decisions"] == 2
+    items = {p["name"]: p for p in client.get("/buildings/hq/points").json()["items"]}
+    assert items["VAV-1.QZX"]["brick_class"] == "Target_Zone_Air_Temperature_Setpoint"
+    assert platform.validate_building("hq").conforms
+
+
+def test_bad_decisions_are_refused_and_change_nothing(client: TestClient) -> None:
+    _import(client)
+    before = client.get("/buildings/hq/model").text
+    r = client.post("/buildings/hq/decisions", json={"decisions": [{"point": "nope", "action": "confirm"}]})
+    assert r.status_code == 400 and "no point 'nope'" in r.json()["detail"]
+    r = client.post(
+        "/buildings/hq/decisions",
+        json={"decisions": [{"point": "AHU-1.SA-T", "action": "correct", "brick_class": "AHU"}]},
+    )
+    assert r.status_code == 400 and "not a Brick 1.5 point class" in r.json()["detail"]
+    assert client.get("/buildings/hq/model").text == before
+
+
+def test_a_new_building_learns_from_the_sites_other_buildings(platform: Platform) -> None:
+    from api._service import Decision
+    from mapper import RawPoint
+
+    opaque = [RawPoint("B1.RM101.QZX", unit="°F"), RawPoint("B1.RM102.QZX", unit="°F")]
+    platform.import_points("b1", opaque)
+    first = platform.points("b1")[1][0]
+    platform.decide(
+        "b1",
+        [Decision(point=first.iri, action="correct", brick_class="Zone_Air_Temperature_Sensor")],
+        "alice",
+    )
+    platform.import_points("b2", [RawPoint("B2.RM7.QZX", unit="°F")])
+    (row,) = platform.points("b2")[1]
+    assert row.brick_class == "Zone_Air_Temperature_Sensor" and row.status == "suggested"
