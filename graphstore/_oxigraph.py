@@ -135,36 +135,52 @@ class OxigraphStore(GraphStore):
             raise QueryError(f"malformed SPARQL query: {exc}") from exc
         except (OSError, ValueError) as exc:
             raise GraphStoreError(f"query failed: {exc}") from exc
+        collected: QueryResult | Exception | None
         try:
-            if isinstance(result, ox.QueryBoolean):
-                return QueryResult(kind="ask", boolean=bool(result))
-            if isinstance(result, ox.QueryTriples):
-                g = Graph()
-                for n, t in enumerate(result):
-                    if n >= max_rows:
-                        return QueryResult(kind="graph", graph=g, truncated=True)
-                    if n % 256 == 0 and time.monotonic() > deadline:
-                        raise QueryTimeoutError("query stopped at its timeout")
-                    g.add((to_rdflib(t.subject), to_rdflib(t.predicate), to_rdflib(t.object)))
-                return QueryResult(kind="graph", graph=g)
-            variables = [v.value for v in result.variables]
-            rows: list[dict[str, Identifier]] = []
-            for n, solution in enumerate(result):
-                if n >= max_rows:
-                    return QueryResult(kind="select", variables=variables, rows=rows, truncated=True)
-                if n % 256 == 0 and time.monotonic() > deadline:
-                    raise QueryTimeoutError("query stopped at its timeout")
-                row = {}
-                for var in variables:
-                    value = solution[var]
-                    if value is not None:
-                        row[var] = to_rdflib(value)
-                rows.append(row)
-            return QueryResult(kind="select", variables=variables, rows=rows)
+            collected = _collect(result, deadline, max_rows)
         except (OSError, ValueError) as exc:
-            raise GraphStoreError(f"query failed: {exc}") from exc
+            collected = exc
+        # pyoxigraph's result objects belong to this thread: release them here, before an
+        # exception (whose traceback would hold them) travels to the waiting thread.
+        del result
+        if collected is None:
+            raise QueryTimeoutError("query stopped at its timeout")
+        if isinstance(collected, Exception):
+            raise GraphStoreError(f"query failed: {collected}") from None
+        return collected
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(OSError):
             self._store.flush()
+
+
+def _collect(
+    result: ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples, deadline: float, max_rows: int
+) -> QueryResult | None:
+    """Rows or triples of a result; None when the deadline passed (checked every 256 rows)."""
+    if isinstance(result, ox.QueryBoolean):
+        return QueryResult(kind="ask", boolean=bool(result))
+    if isinstance(result, ox.QueryTriples):
+        g = Graph()
+        for n, t in enumerate(result):
+            if n >= max_rows:
+                return QueryResult(kind="graph", graph=g, truncated=True)
+            if n % 256 == 0 and time.monotonic() > deadline:
+                return None
+            g.add((to_rdflib(t.subject), to_rdflib(t.predicate), to_rdflib(t.object)))
+        return QueryResult(kind="graph", graph=g)
+    variables = [v.value for v in result.variables]
+    rows: list[dict[str, Identifier]] = []
+    for n, solution in enumerate(result):
+        if n >= max_rows:
+            return QueryResult(kind="select", variables=variables, rows=rows, truncated=True)
+        if n % 256 == 0 and time.monotonic() > deadline:
+            return None
+        row = {}
+        for var in variables:
+            value = solution[var]
+            if value is not None:
+                row[var] = to_rdflib(value)
+        rows.append(row)
+    return QueryResult(kind="select", variables=variables, rows=rows)
