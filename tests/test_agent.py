@@ -115,3 +115,16 @@ def test_retrieval_separates_classes_whose_tags_are_identical(ontology: Ontology
 def test_unknown_words_that_are_brick_tags_count_as_evidence(ontology: Ontology) -> None:
     got = LabelingAgent(ontology).suggest([RawPoint("Lobby formaldehyde"), RawPoint("Solar irradiance")])
     assert [s.brick_class for s in got] == ["Formaldehyde_Level_Sensor", "Solar_Irradiance_Sensor"]
+
+
+def test_query_embeddings_match_sentence_transformers() -> None:
+    import numpy as np
+
+    from agent import MiniLMEmbedding
+
+    texts = ["Zone Air Temperature Sensor. A sensor of zone air temperature.", "ZN-T °F", "x"]
+    embedding = MiniLMEmbedding()
+    reference = np.array(embedding(texts))
+    fast = np.array(embedding.embed_query(texts))
+    assert reference.shape == (3, 384)
+    assert np.allclose(reference, fast, atol=1e-5)
