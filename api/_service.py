@@ -177,6 +177,13 @@ class Platform:
         agent.building = building
         decisions = decisions or {}
         learned = list(examples)
+        # A re-imported Brick model says what its points are: those classes are decisions.
+        learned.extend(
+            Example(name=p.name, brick_class=t[len("brick:") :], building=building)
+            for p in points
+            for t in p.tags
+            if t.startswith("brick:") and self.ontology.index.is_point(t[len("brick:") :])
+        )
         by_identity = dict(zip(point_identities(points), points, strict=True))
         for identity, (status, cls) in decisions.items():
             raw = by_identity.get(identity)

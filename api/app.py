@@ -35,7 +35,7 @@ from core.errors import (
     QueryTimeoutError,
 )
 from graphstore import is_update
-from mapper import read_points_csv
+from mapper import read_points
 
 _RANK: dict[str, int] = {"viewer": 0, "reviewer": 1, "operator": 2, "admin": 3}
 
@@ -232,7 +232,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     async def _start_import(building: str, name: str, data: bytes) -> Job:
         from starlette.concurrency import run_in_threadpool
 
-        points = await run_in_threadpool(read_points_csv, name, data=data)
+        points = await run_in_threadpool(read_points, name, data=data)
 
         def work(tick: Callable[[int], None]) -> dict[str, object]:
             result = platform.import_points(building, points, progress=tick)

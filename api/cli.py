@@ -78,6 +78,32 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
 
 
+def _source_options(func: Callable[..., None]) -> Callable[..., None]:
+    """--format, --sheet and --columns, shared by every command that reads a point list."""
+    from mapper import FORMATS
+
+    func = click.option(
+        "--columns",
+        help="Map our columns to the file's headers: 'name=Object Name,unit=Eng Units'.",
+    )(func)
+    func = click.option("--sheet", help="XLSX: the sheet to read (default: the first).")(func)
+    return click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), help="Input format (default: detected from the file)."
+    )(func)
+
+
+def _columns(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    mapping = {}
+    for part in text.split(","):
+        ours, sep, theirs = part.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise click.BadParameter(f"'{part}' is not ours=theirs", param_hint="--columns")
+        mapping[ours.strip()] = theirs.strip()
+    return mapping
+
+
 # -- label -----------------------------------------------------------------------------
 @main.command()
 @click.argument("points", type=click.Path(dir_okay=False, path_type=Path))
@@ -106,6 +132,7 @@ def main(verbose: bool) -> None:
     help="Site abbreviation file(s) on top of the shipped one.",
 )
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Abstain below this confidence.")
+@_source_options
 def label(
     points: Path,
     predictions: Path,
@@ -114,18 +141,21 @@ def label(
     building: str,
     abbreviations: tuple[Path, ...],
     threshold: float | None,
+    fmt: str | None,
+    sheet: str | None,
+    columns: str | None,
 ) -> None:
     """Label a point list with Brick classes (writes name, brick_class, confidence,
     alternatives, reason, equipment; brick_class is empty where the agent abstains)."""
     from api._service import check_building_id
-    from mapper import read_points_csv
+    from mapper import read_points
 
     platform = _platform()
     if abbreviations:
         platform.settings.agent.abbreviation_files = list(abbreviations)
     if threshold is not None:
         platform.settings.agent.abstain_below = threshold
-    raw = read_points_csv(points)
+    raw = read_points(points, fmt=fmt, sheet=sheet, column_map=_columns(columns))
     learned = read_examples(examples) if examples else []
     with _progress(len(raw), "labeling") as tick:
         labeled = platform.label(raw, learned, progress=tick)
@@ -155,6 +185,12 @@ def label(
         report = platform.ontology.validator.validate(model)
         model.serialize(destination=str(model_out), format="turtle")
         click.echo(f"model: {len(model)} triples, {report.summary()} -> {model_out}", err=True)
+
+
+def _is_osed_model(path: Path) -> bool:
+    """An OSED export is loaded as it is; any other Turtle is read as a point source."""
+    with path.open("rb") as fh:
+        return b"w3id.org/osed/ns#" in fh.read(1 << 20)
 
 
 def read_examples(path: Path) -> list[Example]:
@@ -190,16 +226,25 @@ def read_examples(path: Path) -> list[Example]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Points already confirmed (name, brick_class): not picked again, and learned from.",
 )
-def suggest_review(points: Path, count: int, output: Path, examples: Path | None) -> None:
+@_source_options
+def suggest_review(
+    points: Path,
+    count: int,
+    output: Path,
+    examples: Path | None,
+    fmt: str | None,
+    sheet: str | None,
+    columns: str | None,
+) -> None:
     """Pick the K points whose confirmation teaches the agent most.
 
     Points sharing a point function (ZN-T on every VAV) form one group; the
     representatives of the largest groups the agent is least sure about come first.
     Writes the input's columns for those rows plus the agent's current suggestion."""
-    from mapper import read_points_csv
+    from mapper import read_points
 
     platform = _platform()
-    raw = read_points_csv(points)
+    raw = read_points(points, fmt=fmt, sheet=sheet, column_map=_columns(columns))
     agent = platform.new_agent()
     if examples:
         agent.learn(read_examples(examples))
@@ -255,7 +300,16 @@ def validate(model: Path) -> None:
 @click.option("--building", required=True, help="Building id (letters, digits, . _ -).")
 @click.option("--label", "building_label", help="Human-readable building name.")
 @click.option("--examples", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def load(source: Path, building: str, building_label: str | None, examples: Path | None) -> None:
+@_source_options
+def load(
+    source: Path,
+    building: str,
+    building_label: str | None,
+    examples: Path | None,
+    fmt: str | None,
+    sheet: str | None,
+    columns: str | None,
+) -> None:
     """Load a point list (CSV: labeled on the way in) or a Turtle model into the store.
 
     Replaces the building's graph all-or-nothing; human decisions already stored are kept."""
@@ -264,7 +318,7 @@ def load(source: Path, building: str, building_label: str | None, examples: Path
     platform = _platform()
     check_building_id(building)
     try:
-        if source.suffix.lower() in (".ttl", ".turtle"):
+        if fmt is None and source.suffix.lower() in (".ttl", ".turtle") and _is_osed_model(source):
             from rdflib import Graph
 
             try:
@@ -275,9 +329,9 @@ def load(source: Path, building: str, building_label: str | None, examples: Path
             n = platform.store.replace_graph(platform.graph_iri(building), graph)
             click.echo(f"loaded {n} triples into '{building}'; {report.summary()}")
             return
-        from mapper import read_points_csv
+        from mapper import read_points
 
-        raw = read_points_csv(source)
+        raw = read_points(source, fmt=fmt, sheet=sheet, column_map=_columns(columns))
         learned = read_examples(examples) if examples else []
         with _progress(len(raw), "labeling") as tick:
             result = platform.import_points(

@@ -1,6 +1,7 @@
 """Point sources in, RDF out: the ``RawPoint`` record, readers, and the model builder."""
 
 from mapper._csv import HEADER_SYNONYMS, decode_text, read_points_csv, sniff_delimiter
+from mapper._formats import FORMATS, detect_format, parse_zinc, read_points
 from mapper._graph import read_points_graph
 from mapper._rdf import (
     build_model,
@@ -29,6 +30,7 @@ from mapper._records import (
 )
 
 __all__ = [
+    "FORMATS",
     "HEADER_SYNONYMS",
     "REVIEW_STATUSES",
     "AdapterName",
@@ -47,10 +49,13 @@ __all__ = [
     "build_model",
     "building_iri",
     "decode_text",
+    "detect_format",
     "equipment_iri",
+    "parse_zinc",
     "point_identities",
     "point_iri",
     "property_class",
+    "read_points",
     "read_points_csv",
     "read_points_graph",
     "slug",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from core.errors import IngestError
@@ -26,8 +26,9 @@ HEADER_SYNONYMS: dict[str, tuple[str, ...]] = {
     "name": ("name", "point name", "pointname", "object name", "objectname", "nom", "point", "tag"),
     "description": ("description", "desc", "dis", "point description"),
     "unit": ("unit", "units", "unité", "unite", "engineering units", "eng units"),
-    "object_type": ("object type", "objecttype", "object_type", "type", "bacnet type"),
-    "writable": ("writable", "writeable", "commandable", "bacnet writable", "read write"),
+    "object_type": ("object type", "objecttype", "object_type", "bacnet type", "type"),
+    "object_instance": ("inst num", "instance", "object instance", "instance number"),
+    "writable": ("writable", "writeable", "commandable", "bacnet writable", "read write", "settable"),
     "minimum": ("min", "minimum", "min value", "low limit"),
     "maximum": ("max", "maximum", "max value", "high limit"),
     "bacnet_device": ("bacnet device", "device instance", "device id", "bacnet_device"),
@@ -142,22 +143,38 @@ def read_points_csv(
         raise IngestError("the file is empty", source=source) from None
     except csv.Error as exc:
         raise IngestError(f"malformed CSV header: {exc}", source=source, row=1) from exc
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        row_no = 1
+        try:
+            for row_no, row in enumerate(reader, start=2):
+                yield row_no, row
+        except csv.Error as exc:
+            raise IngestError(f"malformed CSV: {exc}", source=source, row=row_no + 1) from exc
+
+    return points_from_table(header, rows(), source, column_map)
+
+
+def points_from_table(
+    header: list[str],
+    rows: Iterable[tuple[int, list[str]]],
+    source: str,
+    column_map: dict[str, str] | None = None,
+) -> list[RawPoint]:
+    """Points from a header and numbered rows (CSV, XLSX, vendor exports): one reader, one
+    set of errors."""
     columns = _match_columns(header, column_map or {}, source)
     points: list[RawPoint] = []
-    row_no = 1
-    try:
-        for row_no, row in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise IngestError(
-                    f"ragged row: {len(row)} fields where the header has {len(header)}",
-                    source=source,
-                    row=row_no,
-                )
-            points.append(_point(row, columns, source, row_no))
-    except csv.Error as exc:
-        raise IngestError(f"malformed CSV: {exc}", source=source, row=row_no + 1) from exc
+    for row_no, row in rows:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise IngestError(
+                f"ragged row: {len(row)} fields where the header has {len(header)}",
+                source=source,
+                row=row_no,
+            )
+        points.append(_point(row, columns, source, row_no))
     if not points:
         raise IngestError("the file has a header but no points", source=source)
     return points
@@ -238,6 +255,8 @@ def _address(
     if cell("bacnet_object") or cell("bacnet_device"):
         device = number("bacnet_device", int)
         obj = cell("bacnet_object")
+        if not obj and cell("object_instance"):
+            obj = f"{cell('object_type')},{cell('object_instance')}"
         match = _OBJECT_ID.match(obj)
         if device is None or not match:
             raise IngestError(
