@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pydantic import SecretStr
+
 from core.errors import LabelingError
 from mapper import RawPoint, Suggestion
 from ontology import Ontology, qk_local
@@ -53,7 +55,7 @@ def openai_compatible_model(config: LLMConfig) -> Any:
     return ChatOpenAI(
         base_url=config.base_url,
         model=config.model,
-        api_key=config.api_key,  # type: ignore[arg-type]
+        api_key=SecretStr(config.api_key),
         timeout=config.timeout_s,
         temperature=0,
     )
