@@ -9,7 +9,7 @@ import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Literal as TypeLiteral
@@ -94,6 +94,30 @@ class ImportResult:
     report: ValidationReport
     kept_decisions: int = 0
     labeled_points: list[LabeledPoint] = field(default_factory=list)
+    #: Compared with what the store held before (all zero on a first import).
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    #: Points the new source no longer lists: unreviewed ones are dropped, reviewed ones
+    #: are kept and flagged osed:missingFromSource.
+    disappeared: list[str] = field(default_factory=list)
+    kept_missing: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "points": self.points,
+            "labeled": self.labeled,
+            "abstained": self.abstained,
+            "kept_decisions": self.kept_decisions,
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "disappeared": self.disappeared[:1000],
+            "kept_missing": self.kept_missing[:1000],
+            "triples": self.triples,
+            "conforms": self.report.conforms,
+            "violations": len(self.report.violations),
+        }
 
 
 def check_building_id(building: str) -> str:
@@ -272,10 +296,24 @@ class Platform:
         exists = iri in self.store.graphs()
         decisions = self.decisions(building) if exists else {}
         label = label or (self.building_label(building) if exists else None)
-        labeled = self.label(points, examples, progress, decisions, building=building)
+        before: dict[str, RawPoint] = {}
+        if exists:
+            old = [raw for _, raw in read_points_graph(self.store.get_graph(iri))]
+            before = dict(zip(point_identities(old), old, strict=True))
+        new_ids = point_identities(points)
+        gone = [ident for ident in before if ident not in set(new_ids)]
+        reviewed_gone = [ident for ident in gone if ident in decisions]
+        # Reviewed points are never dropped silently: they stay, flagged as missing.
+        kept = [before[ident] for ident in reviewed_gone]
+        labeled = self.label([*points, *kept], examples, progress, decisions, building=building)
+        labeled = [
+            replace(lp, missing_from_source=True) if i >= len(points) else lp for i, lp in enumerate(labeled)
+        ]
         model = self.model(building, labeled, label)
         report = self.ontology.validator.validate(model)
         triples = self.store.replace_graph(iri, model)
+        same = sum(1 for ident, raw in zip(new_ids, points, strict=True) if _same(before.get(ident), raw))
+        known = sum(1 for ident in new_ids if ident in before)
         return ImportResult(
             building=building,
             points=len(labeled),
@@ -285,6 +323,11 @@ class Platform:
             report=report,
             kept_decisions=sum(1 for p in labeled if p.status in ("confirmed", "corrected", "rejected")),
             labeled_points=labeled,
+            added=len(new_ids) - known,
+            updated=known - same,
+            unchanged=same,
+            disappeared=[before[ident].name for ident in gone],
+            kept_missing=[before[ident].name for ident in reviewed_gone],
         )
 
     def decisions(self, building: str) -> dict[str, tuple[str, str | None]]:
@@ -492,6 +535,11 @@ def _row(r: Mapping[str, object]) -> PointRow:
         alternatives=[a.rsplit("#", 1)[-1] for a in alts.split("|") if a],
         equipment=str(r["equip"]) if "equip" in r else None,
     )
+
+
+def _same(old: RawPoint | None, new: RawPoint) -> bool:
+    """Whether a re-imported point says the same as before (where it sits in the file aside)."""
+    return old is not None and replace(old, source=None) == replace(new, source=None)
 
 
 def _current_classes(graph: Graph) -> dict[str, str | None]:

@@ -235,16 +235,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         points = await run_in_threadpool(read_points, name, data=data)
 
         def work(tick: Callable[[int], None]) -> dict[str, object]:
-            result = platform.import_points(building, points, progress=tick)
-            return {
-                "points": result.points,
-                "labeled": result.labeled,
-                "abstained": result.abstained,
-                "kept_decisions": result.kept_decisions,
-                "triples": result.triples,
-                "conforms": result.report.conforms,
-                "violations": len(result.report.violations),
-            }
+            return platform.import_points(building, points, progress=tick).summary()
 
         return jobs.submit("import", work, total=len(points), building=building)
 

@@ -342,10 +342,22 @@ def load(
                 label=building_label,
             )
         click.echo(
-            f"loaded '{building}': {result.points} points, {result.labeled} labeled, "
-            f"{result.abstained} abstained, {result.kept_decisions} human decisions kept, "
-            f"{result.triples} triples; {result.report.summary()}"
+            f"loaded '{building}': {result.points} points ({result.added} new, {result.updated} changed, "
+            f"{result.unchanged} unchanged), {result.labeled} labeled, {result.abstained} abstained, "
+            f"{result.kept_decisions} human decisions kept, {result.triples} triples; "
+            f"{result.report.summary()}"
         )
+        if result.disappeared:
+            click.echo(
+                f"{len(result.disappeared)} point(s) no longer in the source: "
+                + ", ".join(result.disappeared[:20])
+                + (" ..." if len(result.disappeared) > 20 else "")
+            )
+        if result.kept_missing:
+            click.echo(
+                "kept because a reviewer decided them (flagged missingFromSource): "
+                + ", ".join(result.kept_missing[:20])
+            )
     finally:
         platform.close()
 

@@ -142,6 +142,8 @@ def _add_point(g: Graph, ontology: Ontology, iri: URIRef, labeled: LabeledPoint,
     g.add((iri, OSED.suggestionSource, Literal(suggestion.source)))
     if labeled.decided_class:
         g.add((iri, OSED.decidedClass, BRICK[labeled.decided_class]))
+    if labeled.missing_from_source:
+        g.add((iri, OSED.missingFromSource, Literal(True)))
     if raw.writable is not None:
         g.add((iri, OSED.writable, Literal(raw.writable)))
     if raw.address is not None:

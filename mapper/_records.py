@@ -146,6 +146,8 @@ class LabeledPoint:
     suggestion: Suggestion
     status: ReviewStatus = "suggested"
     decided_class: str | None = None
+    #: A reviewed point the latest import of its source no longer lists: kept, flagged.
+    missing_from_source: bool = False
 
     @property
     def brick_class(self) -> str | None:

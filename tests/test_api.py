@@ -236,3 +236,42 @@ def test_a_new_building_learns_from_the_sites_other_buildings(platform: Platform
     platform.import_points("b2", [RawPoint("B2.RM7.QZX", unit="°F")])
     (row,) = platform.points("b2")[1]
     assert row.brick_class == "Zone_Air_Temperature_Sensor" and row.status == "suggested"
+
+
+def test_reimport_merges_reports_changes_and_never_drops_a_reviewed_point(platform: Platform) -> None:
+    from rdflib.compare import isomorphic
+
+    from api._service import Decision
+    from mapper import RawPoint
+    from ontology import OSED
+
+    first = [
+        RawPoint("VAV-1.ZN-T", unit="°F"),
+        RawPoint("VAV-1.DA-T", unit="°F"),
+        RawPoint("VAV-1.FLOW", unit="cfm"),
+        RawPoint("VAV-1.OLD", unit="°F"),
+    ]
+    platform.import_points("m", first)
+    again = platform.import_points("m", first)
+    assert (again.added, again.updated, again.unchanged, again.disappeared) == (0, 0, 4, [])
+    graph = platform.building_graph("m")
+    platform.import_points("m", first)
+    assert isomorphic(graph, platform.building_graph("m"))  # idempotent
+
+    platform.decide("m", [Decision(point="VAV-1.DA-T", action="confirm")], "bob")
+    newer = [
+        RawPoint("VAV-1.ZN-T", unit="degF"),  # changed
+        RawPoint("VAV-1.FLOW", unit="cfm"),  # unchanged
+        RawPoint("VAV-1.CO2", unit="ppm"),  # new
+    ]  # DA-T (reviewed) and OLD (not reviewed) are gone
+    result = platform.import_points("m", newer)
+    assert (result.added, result.updated, result.unchanged) == (1, 1, 1)
+    assert sorted(result.disappeared) == ["VAV-1.DA-T", "VAV-1.OLD"]
+    assert result.kept_missing == ["VAV-1.DA-T"]
+    graph = platform.building_graph("m")
+    names = {str(o) for o in graph.objects(None, OSED.rawName)}
+    assert names == {"VAV-1.ZN-T", "VAV-1.FLOW", "VAV-1.CO2", "VAV-1.DA-T"}
+    flagged = {str(graph.value(s, OSED.rawName)) for s in graph.subjects(OSED.missingFromSource, None)}
+    assert flagged == {"VAV-1.DA-T"}
+    rows = {r.name: r for r in platform.points("m")[1]}
+    assert rows["VAV-1.DA-T"].status == "confirmed"
