@@ -35,7 +35,7 @@ from core.errors import (
     QueryTimeoutError,
 )
 from graphstore import is_update
-from mapper import read_points
+from mapper import discover_edgex, discover_homeassistant, read_points
 
 _RANK: dict[str, int] = {"viewer": 0, "reviewer": 1, "operator": 2, "admin": 3}
 
@@ -57,6 +57,12 @@ class PointPage(BaseModel):
     offset: int
     limit: int
     items: list[PointRow]
+
+
+class DiscoverIn(BaseModel):
+    kind: Literal["edgex", "homeassistant"]
+    url: str = Field(examples=["http://127.0.0.1:59881"])
+    token: str | None = Field(default=None, description="Home Assistant long-lived access token")
 
 
 class DecisionsIn(BaseModel):
@@ -238,6 +244,29 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             return platform.import_points(building, points, progress=tick).summary()
 
         return jobs.submit("import", work, total=len(points), building=building)
+
+    @app.post(
+        "/buildings/{building}/discover",
+        status_code=202,
+        response_model=Job,
+        tags=["buildings"],
+        dependencies=[need("operator")],
+    )
+    def discover(building: str, body: DiscoverIn) -> Job:
+        """Discover points live (EdgeX core-metadata v3, Home Assistant) and store them,
+        labeled, as a job. Operator role: it reaches out to the site's systems."""
+        check_building_id(building)
+        if body.kind == "homeassistant" and not body.token:
+            raise HTTPException(400, "Home Assistant discovery needs a token")
+
+        def work(tick: Callable[[int], None]) -> dict[str, object]:
+            if body.kind == "edgex":
+                points = discover_edgex(body.url)
+            else:
+                points = discover_homeassistant(body.url, body.token or "")
+            return platform.import_points(building, points, progress=tick).summary()
+
+        return jobs.submit("discover", work, total=0, building=building)
 
     @app.get("/jobs/{job_id}", response_model=Job, tags=["jobs"], dependencies=[need("viewer")])
     def get_job(job_id: str) -> Job:

@@ -272,6 +272,38 @@ def suggest_review(
     click.echo(f"picked {len(picked)} of {len(raw)} points to review -> {output}", err=True)
 
 
+# -- discover ----------------------------------------------------------------------------------
+@main.command()
+@click.argument("kind", type=click.Choice(["edgex", "homeassistant"]))
+@click.option("--url", required=True, help="EdgeX core-metadata base URL, or the Home Assistant URL.")
+@click.option("--token", envvar="OSED_HA_TOKEN", help="Home Assistant long-lived token (or OSED_HA_TOKEN).")
+@click.option("--building", help="Label the points and store them in this building.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the points as CSV.")
+def discover(kind: str, url: str, token: str | None, building: str | None, output: Path | None) -> None:
+    """Discover points live: EdgeX core-metadata v3 devices and profiles, or Home Assistant
+    entities (climate, water_heater, switch, number, sensor, binary_sensor)."""
+    from mapper import discover_edgex, discover_homeassistant, write_points_csv
+
+    if kind == "homeassistant" and not token:
+        raise click.UsageError("Home Assistant needs --token (or OSED_HA_TOKEN)")
+    points = discover_edgex(url) if kind == "edgex" else discover_homeassistant(url, token or "")
+    click.echo(f"discovered {len(points)} points from {kind} at {url}", err=True)
+    if output:
+        write_points_csv(points, output)
+        click.echo(f"wrote {output}", err=True)
+    if building:
+        platform = _platform()
+        try:
+            with _progress(len(points), "labeling") as tick:
+                result = platform.import_points(building, points, progress=tick)
+            click.echo(
+                f"stored '{building}': {result.points} points ({result.added} new, "
+                f"{result.updated} changed), {result.labeled} labeled; {result.report.summary()}"
+            )
+        finally:
+            platform.close()
+
+
 # -- validate ----------------------------------------------------------------------------
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))

@@ -1,6 +1,7 @@
 """Point sources in, RDF out: the ``RawPoint`` record, readers, and the model builder."""
 
-from mapper._csv import HEADER_SYNONYMS, decode_text, read_points_csv, sniff_delimiter
+from mapper._csv import HEADER_SYNONYMS, decode_text, read_points_csv, sniff_delimiter, write_points_csv
+from mapper._discovery import discover_edgex, discover_homeassistant
 from mapper._formats import FORMATS, detect_format, parse_zinc, read_points
 from mapper._graph import read_points_graph
 from mapper._rdf import (
@@ -50,6 +51,8 @@ __all__ = [
     "building_iri",
     "decode_text",
     "detect_format",
+    "discover_edgex",
+    "discover_homeassistant",
     "equipment_iri",
     "parse_zinc",
     "point_identities",
@@ -60,4 +63,5 @@ __all__ = [
     "read_points_graph",
     "slug",
     "sniff_delimiter",
+    "write_points_csv",
 ]

@@ -300,3 +300,49 @@ def _address(
     if cell("mqtt_topic"):
         return MQTTAddress(state_topic=cell("mqtt_topic"), command_topic=cell("mqtt_command_topic") or None)
     return None
+
+
+def write_points_csv(points: Iterable[RawPoint], path: Path) -> None:
+    """Points as a CSV that read_points_csv reads back (address columns included)."""
+    header = [
+        "name", "description", "unit", "object_type", "writable", "min", "max",
+        "bacnet_device", "bacnet_object", "bacnet_priority", "edgex_device", "edgex_resource",
+        "ha_entity", "ha_attribute", "modbus_unit", "modbus_register", "modbus_type",
+        "modbus_datatype", "modbus_scale", "modbus_host", "mqtt_topic", "mqtt_command_topic",
+    ]  # fmt: skip
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header)
+        writer.writeheader()
+        for p in points:
+            row: dict[str, object] = {
+                "name": p.name,
+                "description": p.description,
+                "unit": p.unit,
+                "object_type": p.object_type,
+                "writable": "" if p.writable is None else ("yes" if p.writable else "no"),
+                "min": "" if p.minimum is None else p.minimum,
+                "max": "" if p.maximum is None else p.maximum,
+            }
+            a = p.address
+            if isinstance(a, BACnetAddress):
+                row.update(
+                    bacnet_device=a.device_instance,
+                    bacnet_object=f"{a.object_type},{a.object_instance}",
+                    bacnet_priority=a.priority or "",
+                )
+            elif isinstance(a, EdgeXAddress):
+                row.update(edgex_device=a.device, edgex_resource=a.resource)
+            elif isinstance(a, HomeAssistantAddress):
+                row.update(ha_entity=a.entity_id, ha_attribute=a.attribute or "")
+            elif isinstance(a, ModbusAddress):
+                row.update(
+                    modbus_unit=a.unit,
+                    modbus_register=a.register,
+                    modbus_type=a.register_type,
+                    modbus_datatype=a.data_type,
+                    modbus_scale=a.scale,
+                    modbus_host=a.host or "",
+                )
+            elif isinstance(a, MQTTAddress):
+                row.update(mqtt_topic=a.state_topic, mqtt_command_topic=a.command_topic or "")
+            writer.writerow(row)
