@@ -35,7 +35,7 @@ from core.errors import (
     QueryTimeoutError,
 )
 from graphstore import is_update
-from mapper import discover_edgex, discover_homeassistant, read_points
+from mapper import discover_bacnet, discover_edgex, discover_homeassistant, read_points
 
 _RANK: dict[str, int] = {"viewer": 0, "reviewer": 1, "operator": 2, "admin": 3}
 
@@ -60,9 +60,12 @@ class PointPage(BaseModel):
 
 
 class DiscoverIn(BaseModel):
-    kind: Literal["edgex", "homeassistant"]
-    url: str = Field(examples=["http://127.0.0.1:59881"])
+    kind: Literal["bacnet", "edgex", "homeassistant"]
+    url: str = Field(default="", examples=["http://127.0.0.1:59881"], description="EdgeX or Home Assistant")
     token: str | None = Field(default=None, description="Home Assistant long-lived access token")
+    address: str | None = Field(default=None, description="BACnet device IP[:port]; empty = broadcast")
+    device: int | None = Field(default=None, description="BACnet device instance")
+    local_address: str = Field(default="0.0.0.0:47808", description="BACnet: our own IP:port")
 
 
 class DecisionsIn(BaseModel):
@@ -260,7 +263,9 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             raise HTTPException(400, "Home Assistant discovery needs a token")
 
         def work(tick: Callable[[int], None]) -> dict[str, object]:
-            if body.kind == "edgex":
+            if body.kind == "bacnet":
+                points = discover_bacnet(body.address, device=body.device, local_address=body.local_address)
+            elif body.kind == "edgex":
                 points = discover_edgex(body.url)
             else:
                 points = discover_homeassistant(body.url, body.token or "")

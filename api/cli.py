@@ -274,20 +274,42 @@ def suggest_review(
 
 # -- discover ----------------------------------------------------------------------------------
 @main.command()
-@click.argument("kind", type=click.Choice(["edgex", "homeassistant"]))
-@click.option("--url", required=True, help="EdgeX core-metadata base URL, or the Home Assistant URL.")
+@click.argument("kind", type=click.Choice(["bacnet", "edgex", "homeassistant"]))
+@click.option("--url", help="EdgeX core-metadata base URL, or the Home Assistant URL.")
+@click.option("--address", help="BACnet: the device's IP[:port] (default: broadcast Who-Is).")
+@click.option("--device", "device_id", type=int, help="BACnet: only this device instance.")
+@click.option(
+    "--local", "local_address", default="0.0.0.0:47808", show_default=True, help="BACnet: our own IP:port."
+)
 @click.option("--token", envvar="OSED_HA_TOKEN", help="Home Assistant long-lived token (or OSED_HA_TOKEN).")
 @click.option("--building", help="Label the points and store them in this building.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the points as CSV.")
-def discover(kind: str, url: str, token: str | None, building: str | None, output: Path | None) -> None:
-    """Discover points live: EdgeX core-metadata v3 devices and profiles, or Home Assistant
-    entities (climate, water_heater, switch, number, sensor, binary_sensor)."""
-    from mapper import discover_edgex, discover_homeassistant, write_points_csv
+def discover(
+    kind: str,
+    url: str | None,
+    address: str | None,
+    device_id: int | None,
+    local_address: str,
+    token: str | None,
+    building: str | None,
+    output: Path | None,
+) -> None:
+    """Discover points live: BACnet/IP devices (Who-Is, object lists, names, units,
+    commandability), EdgeX core-metadata v3 devices and profiles, or Home Assistant entities
+    (climate, water_heater, switch, number, sensor, binary_sensor)."""
+    from mapper import discover_bacnet, discover_edgex, discover_homeassistant, write_points_csv
 
+    if kind != "bacnet" and not url:
+        raise click.UsageError(f"{kind} needs --url")
     if kind == "homeassistant" and not token:
         raise click.UsageError("Home Assistant needs --token (or OSED_HA_TOKEN)")
-    points = discover_edgex(url) if kind == "edgex" else discover_homeassistant(url, token or "")
-    click.echo(f"discovered {len(points)} points from {kind} at {url}", err=True)
+    if kind == "bacnet":
+        points = discover_bacnet(address, device=device_id, local_address=local_address)
+    elif kind == "edgex":
+        points = discover_edgex(url or "")
+    else:
+        points = discover_homeassistant(url or "", token or "")
+    click.echo(f"discovered {len(points)} points from {kind} at {url or address or 'broadcast'}", err=True)
     if output:
         write_points_csv(points, output)
         click.echo(f"wrote {output}", err=True)

@@ -1,5 +1,6 @@
 """Point sources in, RDF out: the ``RawPoint`` record, readers, and the model builder."""
 
+from mapper._bacnet import discover_bacnet
 from mapper._csv import HEADER_SYNONYMS, decode_text, read_points_csv, sniff_delimiter, write_points_csv
 from mapper._discovery import discover_edgex, discover_homeassistant
 from mapper._formats import FORMATS, detect_format, parse_zinc, read_points
@@ -51,6 +52,7 @@ __all__ = [
     "building_iri",
     "decode_text",
     "detect_format",
+    "discover_bacnet",
     "discover_edgex",
     "discover_homeassistant",
     "equipment_iri",
