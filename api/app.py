@@ -226,8 +226,10 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         tags=["buildings"],
         dependencies=[need("reviewer")],
     )
-    async def upload_points(building: str, file: UploadFile) -> Job:
-        """Upload a CSV point list; labeling runs as a job (poll ``/jobs/{id}``)."""
+    async def upload_points(building: str, file: UploadFile, skip_bad_rows: bool = False) -> Job:
+        """Upload a point list (CSV, XLSX, EDE, Haystack JSON/Zinc, Turtle; detected); labeling
+        runs as a job (poll ``/jobs/{id}``). With ``skip_bad_rows`` rows that cannot be read
+        are skipped and listed in the job result instead of refusing the file."""
         check_building_id(building)
         limit = int(settings.api.max_upload_mb * 1_000_000)
         data = await file.read(limit + 1)
@@ -236,15 +238,21 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             raise IngestError(
                 f"upload is larger than the {settings.api.max_upload_mb:g} MB limit", source=name
             )
-        return await _start_import(building, name, data)
+        return await _start_import(building, name, data, skip_bad_rows)
 
-    async def _start_import(building: str, name: str, data: bytes) -> Job:
+    async def _start_import(building: str, name: str, data: bytes, skip_bad_rows: bool) -> Job:
         from starlette.concurrency import run_in_threadpool
 
-        points = await run_in_threadpool(read_points, name, data=data)
+        rejected: list[IngestError] | None = [] if skip_bad_rows else None
+        points = await run_in_threadpool(lambda: read_points(name, data=data, rejected=rejected))
 
         def work(tick: Callable[[int], None]) -> dict[str, object]:
-            return platform.import_points(building, points, progress=tick).summary()
+            summary = platform.import_points(building, points, progress=tick).summary()
+            summary["rejected"] = [
+                {"source": r.source, "row": r.row, "field": r.field, "reason": r.reason}
+                for r in (rejected or [])[:1000]
+            ]
+            return summary
 
         return jobs.submit("import", work, total=len(points), building=building)
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from agent import Example
     from api._service import Platform
     from api.settings import Settings
+    from mapper import RawPoint
 
 EXIT_INVALID = 1  # osed validate: the model does not conform
 EXIT_ERROR = 2  # anything else that went wrong
@@ -87,9 +88,28 @@ def _source_options(func: Callable[..., None]) -> Callable[..., None]:
         help="Map our columns to the file's headers: 'name=Object Name,unit=Eng Units'.",
     )(func)
     func = click.option("--sheet", help="XLSX: the sheet to read (default: the first).")(func)
+    func = click.option(
+        "--skip-bad-rows",
+        is_flag=True,
+        help="Skip rows that cannot be read and list them, instead of refusing the file.",
+    )(func)
     return click.option(
         "--format", "fmt", type=click.Choice(FORMATS), help="Input format (default: detected from the file)."
     )(func)
+
+
+def _read_source(
+    path: Path, fmt: str | None, sheet: str | None, columns: str | None, skip_bad_rows: bool
+) -> list[RawPoint]:
+    from mapper import read_points
+
+    rejected: list[IngestError] | None = [] if skip_bad_rows else None
+    points = read_points(path, fmt=fmt, sheet=sheet, column_map=_columns(columns), rejected=rejected)
+    for problem in rejected or []:
+        click.echo(f"rejected: {problem}", err=True)
+    if rejected:
+        click.echo(f"{len(rejected)} row(s) rejected, {len(points)} read", err=True)
+    return points
 
 
 def _columns(text: str | None) -> dict[str, str] | None:
@@ -144,18 +164,18 @@ def label(
     fmt: str | None,
     sheet: str | None,
     columns: str | None,
+    skip_bad_rows: bool,
 ) -> None:
     """Label a point list with Brick classes (writes name, brick_class, confidence,
     alternatives, reason, equipment; brick_class is empty where the agent abstains)."""
     from api._service import check_building_id
-    from mapper import read_points
 
     platform = _platform()
     if abbreviations:
         platform.settings.agent.abbreviation_files = list(abbreviations)
     if threshold is not None:
         platform.settings.agent.abstain_below = threshold
-    raw = read_points(points, fmt=fmt, sheet=sheet, column_map=_columns(columns))
+    raw = _read_source(points, fmt, sheet, columns, skip_bad_rows)
     learned = read_examples(examples) if examples else []
     with _progress(len(raw), "labeling") as tick:
         labeled = platform.label(raw, learned, progress=tick)
@@ -235,16 +255,16 @@ def suggest_review(
     fmt: str | None,
     sheet: str | None,
     columns: str | None,
+    skip_bad_rows: bool,
 ) -> None:
     """Pick the K points whose confirmation teaches the agent most.
 
     Points sharing a point function (ZN-T on every VAV) form one group; the
     representatives of the largest groups the agent is least sure about come first.
     Writes the input's columns for those rows plus the agent's current suggestion."""
-    from mapper import read_points
 
     platform = _platform()
-    raw = read_points(points, fmt=fmt, sheet=sheet, column_map=_columns(columns))
+    raw = _read_source(points, fmt, sheet, columns, skip_bad_rows)
     agent = platform.new_agent()
     if examples:
         agent.learn(read_examples(examples))
@@ -304,7 +324,10 @@ def discover(
     if kind == "homeassistant" and not token:
         raise click.UsageError("Home Assistant needs --token (or OSED_HA_TOKEN)")
     if kind == "bacnet":
-        points = discover_bacnet(address, device=device_id, local_address=local_address)
+        warnings: list[str] = []
+        points = discover_bacnet(address, device=device_id, local_address=local_address, warnings=warnings)
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
     elif kind == "edgex":
         points = discover_edgex(url or "")
     else:
@@ -363,6 +386,7 @@ def load(
     fmt: str | None,
     sheet: str | None,
     columns: str | None,
+    skip_bad_rows: bool,
 ) -> None:
     """Load a point list (CSV: labeled on the way in) or a Turtle model into the store.
 
@@ -383,9 +407,8 @@ def load(
             n = platform.store.replace_graph(platform.graph_iri(building), graph)
             click.echo(f"loaded {n} triples into '{building}'; {report.summary()}")
             return
-        from mapper import read_points
 
-        raw = read_points(source, fmt=fmt, sheet=sheet, column_map=_columns(columns))
+        raw = _read_source(source, fmt, sheet, columns, skip_bad_rows)
         learned = read_examples(examples) if examples else []
         with _progress(len(raw), "labeling") as tick:
             result = platform.import_points(

@@ -38,18 +38,27 @@ def discover_bacnet(
     local_address: str = "0.0.0.0:47808",
     local_device: int = 4194301,
     timeout_s: float = 5.0,
+    warnings: list[str] | None = None,
 ) -> list[RawPoint]:
-    """Points of the BACnet devices that answer Who-Is (at ``address``, or broadcast)."""
+    """Points of the BACnet devices that answer Who-Is (at ``address``, or broadcast).
+
+    A device or object that stops answering part way yields the points already read; what
+    was missed is logged and appended to ``warnings``."""
     try:
         return asyncio.run(
-            _discover(address, device, local_address, local_device, timeout_s),
+            _discover(address, device, local_address, local_device, timeout_s, warnings),
         )
     except OSError as exc:
         raise IngestError(f"cannot open BACnet/IP on {local_address}: {exc}", source="bacnet") from exc
 
 
 async def _discover(
-    address: str | None, device: int | None, local_address: str, local_device: int, timeout_s: float
+    address: str | None,
+    device: int | None,
+    local_address: str,
+    local_device: int,
+    timeout_s: float,
+    warnings: list[str] | None,
 ) -> list[RawPoint]:
     from bacpypes3.app import Application
     from bacpypes3.local.device import DeviceObject
@@ -74,7 +83,12 @@ async def _discover(
         points: list[RawPoint] = []
         for i_am in i_ams:
             device_id = int(i_am.iAmDeviceIdentifier[1])
-            points.extend(await _device_points(app, i_am.pduSource, device_id, timeout_s))
+            try:
+                points.extend(await _device_points(app, i_am.pduSource, device_id, timeout_s, warnings))
+            except IngestError as exc:
+                _warn(
+                    warnings, f"device {device_id} at {i_am.pduSource}: {exc.reason}; its points were skipped"
+                )
         return points
     finally:
         app.close()
@@ -93,7 +107,15 @@ async def _read(app: Any, addr: Any, objid: Any, prop: str, timeout_s: float) ->
         raise IngestError(f"no answer reading {objid} {prop}", source=f"bacnet:{addr}") from None
 
 
-async def _device_points(app: Any, addr: Any, device_id: int, timeout_s: float) -> list[RawPoint]:
+def _warn(warnings: list[str] | None, message: str) -> None:
+    log.warning("BACnet discovery: %s", message)
+    if warnings is not None:
+        warnings.append(message)
+
+
+async def _device_points(
+    app: Any, addr: Any, device_id: int, timeout_s: float, warnings: list[str] | None
+) -> list[RawPoint]:
     from bacpypes3.primitivedata import ObjectIdentifier
 
     device_oid = ObjectIdentifier(("device", device_id))
@@ -111,12 +133,16 @@ async def _device_points(app: Any, addr: Any, device_id: int, timeout_s: float) 
         obj_type = str(oid[0])
         if obj_type not in POINT_TYPES:
             continue
-        name = await _read(app, addr, oid, "object-name", timeout_s)
-        description = await _read(app, addr, oid, "description", timeout_s)
-        units = await _read(app, addr, oid, "units", timeout_s)
-        commandable = obj_type in _ALWAYS_COMMANDABLE or (
-            await _read(app, addr, oid, "priority-array", timeout_s) is not None
-        )
+        try:
+            name = await _read(app, addr, oid, "object-name", timeout_s)
+            description = await _read(app, addr, oid, "description", timeout_s)
+            units = await _read(app, addr, oid, "units", timeout_s)
+            commandable = obj_type in _ALWAYS_COMMANDABLE or (
+                await _read(app, addr, oid, "priority-array", timeout_s) is not None
+            )
+        except IngestError as exc:
+            _warn(warnings, f"device {device_id}: {oid} skipped: {exc.reason}")
+            continue
         unit = str(units) if units is not None else ""
         points.append(
             RawPoint(

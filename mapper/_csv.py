@@ -116,6 +116,7 @@ def read_points_csv(
     data: bytes | None = None,
     max_bytes: int | None = None,
     column_map: dict[str, str] | None = None,
+    rejected: list[IngestError] | None = None,
 ) -> list[RawPoint]:
     """Read a CSV/TSV point list. ``column_map`` maps our column names to the file's headers."""
     source = str(path)
@@ -152,7 +153,7 @@ def read_points_csv(
         except csv.Error as exc:
             raise IngestError(f"malformed CSV: {exc}", source=source, row=row_no + 1) from exc
 
-    return points_from_table(header, rows(), source, column_map)
+    return points_from_table(header, rows(), source, column_map, rejected)
 
 
 def points_from_table(
@@ -160,21 +161,28 @@ def points_from_table(
     rows: Iterable[tuple[int, list[str]]],
     source: str,
     column_map: dict[str, str] | None = None,
+    rejected: list[IngestError] | None = None,
 ) -> list[RawPoint]:
     """Points from a header and numbered rows (CSV, XLSX, vendor exports): one reader, one
-    set of errors."""
+    set of errors. With ``rejected`` a bad row is recorded there and skipped; without, it
+    refuses the whole file."""
     columns = _match_columns(header, column_map or {}, source)
     points: list[RawPoint] = []
     for row_no, row in rows:
         if not any(cell.strip() for cell in row):
             continue
-        if len(row) != len(header):
-            raise IngestError(
-                f"ragged row: {len(row)} fields where the header has {len(header)}",
-                source=source,
-                row=row_no,
-            )
-        points.append(_point(row, columns, source, row_no))
+        try:
+            if len(row) != len(header):
+                raise IngestError(
+                    f"ragged row: {len(row)} fields where the header has {len(header)}",
+                    source=source,
+                    row=row_no,
+                )
+            points.append(_point(row, columns, source, row_no))
+        except IngestError as exc:
+            if rejected is None:
+                raise
+            rejected.append(exc)
     if not points:
         raise IngestError("the file has a header but no points", source=source)
     return points

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import re
+import zipfile
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +25,25 @@ FORMATS = ("csv", "xlsx", "ede", "niagara", "haystack-json", "zinc", "turtle")
 
 #: Haystack markers that say nothing about what a point is.
 _HAYSTACK_NOISE = {"point", "his", "cur", "writable", "hisTotalized", "id", "tz"}
+
+
+_MAGIC = (
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\xd0\xcf\x11\xe0", "an old-format Office file (save it as .xlsx or .csv)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+)
+
+
+def _not_a_point_list(data: bytes) -> str | None:
+    """What a file is when it plainly is not a point list (PDF, image...), else None."""
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            return what
+    return None
 
 
 def detect_format(path: str, data: bytes) -> str:
@@ -54,8 +74,12 @@ def read_points(
     max_bytes: int | None = None,
     column_map: dict[str, str] | None = None,
     sheet: str | None = None,
+    rejected: list[IngestError] | None = None,
 ) -> list[RawPoint]:
-    """Read any supported point source (``fmt`` overrides detection)."""
+    """Read any supported point source (``fmt`` overrides detection).
+
+    A bad row refuses the file unless ``rejected`` is given: then each bad row is recorded
+    there (file, row, field, reason) and skipped."""
     source = str(path)
     if data is None:
         try:
@@ -68,31 +92,39 @@ def read_points(
         )
     if not data.strip():
         raise IngestError("the file is empty", source=source)
+    what = _not_a_point_list(data)
+    if what:
+        raise IngestError(f"this is {what}, not a point list", source=source)
     kind = fmt or detect_format(source, data)
     if kind not in FORMATS:
         raise IngestError(f"unknown format '{kind}' (one of {', '.join(FORMATS)})", source=source)
     if kind in ("csv", "niagara"):
-        return read_points_csv(source, data=data, column_map=column_map)
+        return read_points_csv(source, data=data, column_map=column_map, rejected=rejected)
     if kind == "xlsx":
-        return read_points_xlsx(source, data, sheet=sheet, column_map=column_map)
+        return read_points_xlsx(source, data, sheet=sheet, column_map=column_map, rejected=rejected)
     if kind == "ede":
-        return read_points_ede(source, data)
+        return read_points_ede(source, data, rejected=rejected)
     if kind == "haystack-json":
-        return read_points_haystack(source, _json(source, data))
+        return read_points_haystack(source, _json(source, data), rejected=rejected)
     if kind == "zinc":
-        return read_points_haystack(source, parse_zinc(source, decode_text(data, source)))
+        return read_points_haystack(source, parse_zinc(source, decode_text(data, source)), rejected=rejected)
     return read_points_turtle(source, data)
 
 
 # -- XLSX ---------------------------------------------------------------------------------------
 def read_points_xlsx(
-    source: str, data: bytes, *, sheet: str | None = None, column_map: dict[str, str] | None = None
+    source: str,
+    data: bytes,
+    *,
+    sheet: str | None = None,
+    column_map: dict[str, str] | None = None,
+    rejected: list[IngestError] | None = None,
 ) -> list[RawPoint]:
     from openpyxl import load_workbook
 
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise IngestError(f"not a readable XLSX workbook: {exc}", source=source) from exc
     if sheet is not None and sheet not in book.sheetnames:
         raise IngestError(f"no sheet '{sheet}' (sheets: {', '.join(book.sheetnames)})", source=source)
@@ -111,7 +143,7 @@ def read_points_xlsx(
             cells += [""] * (len(header) - len(cells))
             yield row_no, cells
 
-    return points_from_table(header, numbered(), f"{source} [{ws.title}]", column_map)
+    return points_from_table(header, numbered(), f"{source} [{ws.title}]", column_map, rejected)
 
 
 def _cell(value: object) -> str:
@@ -121,7 +153,7 @@ def _cell(value: object) -> str:
 
 
 # -- BACnet EDE ---------------------------------------------------------------------------------
-def read_points_ede(source: str, data: bytes) -> list[RawPoint]:
+def read_points_ede(source: str, data: bytes, rejected: list[IngestError] | None = None) -> list[RawPoint]:
     """BACnet Engineering Data Exchange (B.I.G.-EU layout 2.x): a header block, then
     ``keyname;device obj.-instance;object-name;object-type;object-instance;description;
     present-value-default;min-present-value;max-present-value;settable;supports COV;
@@ -159,54 +191,66 @@ def read_points_ede(source: str, data: bytes) -> list[RawPoint]:
     for row_no, row in enumerate(reader, start=header_at + 2):
         if not row or not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
             continue
-
-        def cell(i: int | None, row: list[str] = row) -> str:
-            return row[i].strip() if i is not None and i < len(row) else ""
-
-        type_text = cell(c_type)
         try:
-            obj_type = str(ObjectType(int(type_text))) if type_text.isdigit() else str(ObjectType(type_text))
-        except (ValueError, TypeError, KeyError):
-            raise IngestError(
-                f"unknown object type '{type_text}'", source=source, row=row_no, field="object-type"
-            ) from None
-        if obj_type == "device":
-            continue
-        try:
-            device = int(cell(c_device))
-            instance = int(cell(c_inst))
-        except ValueError:
-            raise IngestError(
-                "device and object instance must be numbers",
-                source=source,
-                row=row_no,
-                field="object-instance",
-            ) from None
-        unit = ""
-        code = cell(c_unit)
-        if code:
+
+            def cell(i: int | None, row: list[str] = row) -> str:
+                return row[i].strip() if i is not None and i < len(row) else ""
+
+            type_text = cell(c_type)
             try:
-                unit = str(EngineeringUnits(int(code)))
-            except (ValueError, TypeError, KeyError):
-                unit = ""
-            if not unit or unit.isdigit():  # bacpypes3 echoes codes it does not know
-                raise IngestError(
-                    f"unknown BACnet unit code '{code}'", source=source, row=row_no, field="unit-code"
+                obj_type = (
+                    str(ObjectType(int(type_text))) if type_text.isdigit() else str(ObjectType(type_text))
                 )
-        settable = cell(c_settable).upper()
-        points.append(
-            RawPoint(
-                name=cell(c_name),
-                description=cell(c_desc),
-                unit="" if unit == "no-units" else unit,
-                object_type=obj_type,
-                writable=settable in ("Y", "YES", "TRUE", "1") if settable else None,
-                minimum=_float(cell(c_min)),
-                maximum=_float(cell(c_max)),
-                source=SourceRef(source, row_no),
-                address=BACnetAddress(device_instance=device, object_type=obj_type, object_instance=instance),
+            except (ValueError, TypeError, KeyError):
+                raise IngestError(
+                    f"unknown object type '{type_text}'", source=source, row=row_no, field="object-type"
+                ) from None
+            if obj_type == "device":
+                continue
+            try:
+                device = int(cell(c_device))
+                instance = int(cell(c_inst))
+            except ValueError:
+                raise IngestError(
+                    "device and object instance must be numbers",
+                    source=source,
+                    row=row_no,
+                    field="object-instance",
+                ) from None
+            unit = ""
+            code = cell(c_unit)
+            if code:
+                try:
+                    unit = str(EngineeringUnits(int(code)))
+                except (ValueError, TypeError, KeyError):
+                    unit = ""
+                if not unit or unit.isdigit():  # bacpypes3 echoes codes it does not know
+                    raise IngestError(
+                        f"unknown BACnet unit code '{code}'", source=source, row=row_no, field="unit-code"
+                    )
+            settable = cell(c_settable).upper()
+            if not cell(c_name):
+                raise IngestError("empty object name", source=source, row=row_no, field="object-name")
+            points.append(
+                RawPoint(
+                    name=cell(c_name),
+                    description=cell(c_desc),
+                    unit="" if unit == "no-units" else unit,
+                    object_type=obj_type,
+                    writable=settable in ("Y", "YES", "TRUE", "1") if settable else None,
+                    minimum=_float(cell(c_min)),
+                    maximum=_float(cell(c_max)),
+                    source=SourceRef(source, row_no),
+                    address=BACnetAddress(
+                        device_instance=device, object_type=obj_type, object_instance=instance
+                    ),
+                )
             )
-        )
+        except IngestError as exc:
+            if rejected is None:
+                raise
+            rejected.append(exc)
+
     if not points:
         raise IngestError("the EDE file lists no objects", source=source)
     return points
@@ -259,7 +303,7 @@ def _hay(value: Any) -> tuple[str, Any]:
     return ("str", value) if isinstance(value, str) else ("other", value)
 
 
-def read_points_haystack(source: str, grid: Any) -> list[RawPoint]:
+def read_points_haystack(source: str, grid: Any, rejected: list[IngestError] | None = None) -> list[RawPoint]:
     """Points (records with the ``point`` marker) of a Haystack grid: dis, tags, unit, kind,
     writable and equipRef kept; marker tags become evidence for the agent."""
     rows = grid.get("rows") if isinstance(grid, dict) else grid
@@ -278,7 +322,11 @@ def read_points_haystack(source: str, grid: Any) -> list[RawPoint]:
         )
         name = _text(row.get("dis")) or _text(row.get("navName")) or _ref_dis(row.get("id"))
         if not name:
-            raise IngestError("point without dis, navName or id", source=source, row=n, field="dis")
+            problem = IngestError("point without dis, navName or id", source=source, row=n, field="dis")
+            if rejected is None:
+                raise problem
+            rejected.append(problem)
+            continue
         equip = by_id.get(str(_hay(row.get("equipRef"))[1]), {}) if "equipRef" in row else {}
         equip_name = _text(equip.get("navName")) or _text(equip.get("dis")) or _ref_dis(equip.get("id"))
         kind = _text(row.get("kind"))

@@ -147,3 +147,42 @@ def test_suggest_review_picks_representatives_that_teach_the_most(tmp_path: Path
     )
     names = {row["name"] for row in csv.DictReader(again.open(encoding="utf-8"))}
     assert r.returncode == 0 and not names & set(truth_name for truth_name in (row["name"] for row in picked))
+
+
+def test_label_accepts_every_format_one_row_per_point(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["Point Name", "Units"])
+    book.active.append(["VAV-1 ZN-T", "°F"])
+    book.save(tmp_path / "list.xlsx")
+    model = tmp_path / "model.ttl"
+    assert (
+        osed(
+            "label",
+            str(FIXTURES / "small_building.csv"),
+            "--predictions",
+            str(tmp_path / "p.csv"),
+            "--model",
+            str(model),
+            cwd=tmp_path,
+        ).returncode
+        == 0
+    )
+    cases = {
+        str(FIXTURES / "site.ede.csv"): 4,
+        str(FIXTURES / "points.zinc"): 2,
+        str(FIXTURES / "site.haystack.json"): 3,  # the site and equipment records are context
+        str(FIXTURES / "francais_cp1252.csv"): 4,
+        str(tmp_path / "list.xlsx"): 1,
+        str(model): 6,
+    }
+    for source, expected in cases.items():
+        out = tmp_path / "out.csv"
+        r = osed("label", source, "--predictions", str(out), cwd=tmp_path)
+        assert r.returncode == 0, (source, r.stderr)
+        assert len(list(csv.DictReader(out.open(encoding="utf-8")))) == expected, source
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,min\nA,1\nB,x\n", "utf-8")
+    r = osed("label", str(bad), "--predictions", str(tmp_path / "o.csv"), "--skip-bad-rows", cwd=tmp_path)
+    assert r.returncode == 0 and "rejected:" in r.stderr and "row 3" in r.stderr

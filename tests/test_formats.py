@@ -116,3 +116,38 @@ def test_turtle_reimport_of_an_osed_model_and_a_foreign_brick_model(ontology, tm
 """
     (point,) = read_points("foreign.ttl", data=foreign)
     assert point.name == "AHU1 SAT" and point.tags == ("brick:Supply_Air_Temperature_Sensor",)
+
+
+def test_french_windows_1252_export_is_read_and_labeled(ontology) -> None:
+    from agent import LabelingAgent
+
+    points = read_points(FIXTURES / "francais_cp1252.csv")
+    assert points[0].name == "AHU1_TEMP_ALIM" and points[0].unit == "°C"
+    assert points[0].description == "Température d'air soufflé"
+    got = [s.brick_class for s in LabelingAgent(ontology).suggest(points)]
+    assert got[0] == "Supply_Air_Temperature_Sensor"
+    assert got[2] is not None and "Damper" in got[2]
+
+
+def test_bad_rows_are_skipped_and_reported_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text("name,unit,min,max\nA,°F,1,2\n,°F,,\nB,°F,9,3\nC,cfm,,\n", "utf-8")
+    with pytest.raises(IngestError, match="row 3"):
+        read_points(path)
+    rejected: list[IngestError] = []
+    points = read_points(path, rejected=rejected)
+    assert [p.name for p in points] == ["A", "C"]
+    assert [(r.row, r.field) for r in rejected] == [(3, "name"), (4, "min")]
+
+
+@pytest.mark.parametrize(
+    ("data", "what"),
+    [
+        (b"%PDF-1.7\n...", "a PDF document"),
+        (b"\x89PNG\r\n\x1a\n....", "a PNG image"),
+        (b"\xff\xd8\xff\xe0..", "a JPEG image"),
+    ],
+)
+def test_files_that_are_not_point_lists_are_refused_in_one_sentence(data: bytes, what: str) -> None:
+    with pytest.raises(IngestError, match=f"this is {what}, not a point list"):
+        read_points("upload.csv", data=data)
