@@ -178,7 +178,7 @@ def points_from_table(
                     source=source,
                     row=row_no,
                 )
-            points.append(_point(row, columns, source, row_no))
+            points.append(_point(row, columns, source, row_no, header))
         except IngestError as exc:
             if rejected is None:
                 raise
@@ -186,6 +186,14 @@ def points_from_table(
     if not points:
         raise IngestError("the file has a header but no points", source=source)
     return points
+
+
+def has_name_column(header: list[str], column_map: dict[str, str] | None = None) -> bool:
+    try:
+        _match_columns(header, column_map or {}, "")
+    except IngestError:
+        return False
+    return True
 
 
 def _match_columns(header: list[str], column_map: dict[str, str], source: str) -> dict[str, int]:
@@ -216,7 +224,12 @@ def _match_columns(header: list[str], column_map: dict[str, str], source: str) -
     return found
 
 
-def _point(row: list[str], columns: dict[str, int], source: str, row_no: int) -> RawPoint:
+def _point(row: list[str], columns: dict[str, int], source: str, row_no: int, header: list[str]) -> RawPoint:
+    def field(name: str) -> str:
+        """The file's own header for one of our columns (errors name what the user sees)."""
+        idx = columns.get(name)
+        return header[idx].strip() if idx is not None and header[idx].strip() else name
+
     def cell(name: str) -> str:
         idx = columns.get(name)
         return row[idx].strip() if idx is not None else ""
@@ -228,18 +241,25 @@ def _point(row: list[str], columns: dict[str, int], source: str, row_no: int) ->
         try:
             return convert(text.replace(",", ".") if convert is float else text)
         except ValueError:
-            raise IngestError(f"'{text}' is not a number", source=source, row=row_no, field=name) from None
+            raise IngestError(
+                f"'{text}' is not a number", source=source, row=row_no, field=field(name)
+            ) from None
 
     name = cell("name")
     if not name:
-        raise IngestError("empty point name", source=source, row=row_no, field="name")
+        raise IngestError("empty point name", source=source, row=row_no, field=field("name"))
     writable_text = cell("writable").lower()
     if writable_text and writable_text not in _TRUE | _FALSE:
-        raise IngestError(f"'{cell('writable')}' is not yes/no", source=source, row=row_no, field="writable")
+        raise IngestError(
+            f"'{cell('writable')}' is not yes/no", source=source, row=row_no, field=field("writable")
+        )
     minimum, maximum = number("minimum"), number("maximum")
     if minimum is not None and maximum is not None and minimum > maximum:
         raise IngestError(
-            f"minimum {minimum} is above maximum {maximum}", source=source, row=row_no, field="min"
+            f"minimum {minimum} is above maximum {maximum}",
+            source=source,
+            row=row_no,
+            field=field("minimum"),
         )
     return RawPoint(
         name=name,

@@ -128,7 +128,7 @@ def read_points_xlsx(
         raise IngestError(f"not a readable XLSX workbook: {exc}", source=source) from exc
     if sheet is not None and sheet not in book.sheetnames:
         raise IngestError(f"no sheet '{sheet}' (sheets: {', '.join(book.sheetnames)})", source=source)
-    ws = book[sheet] if sheet else book.worksheets[0]
+    ws = book[sheet] if sheet else _point_sheet(book, source, column_map)
     rows = ws.iter_rows(values_only=True)
     header_row = next(rows, None)
     if header_row is None:
@@ -144,6 +144,22 @@ def read_points_xlsx(
             yield row_no, cells
 
     return points_from_table(header, numbered(), f"{source} [{ws.title}]", column_map, rejected)
+
+
+def _point_sheet(book: Any, source: str, column_map: dict[str, str] | None) -> Any:
+    """The first sheet whose header has a point-name column (workbooks often open on a
+    cover or read-me sheet)."""
+    from mapper._csv import has_name_column
+
+    for ws in book.worksheets:
+        first = next(ws.iter_rows(values_only=True, max_row=1), None)
+        header = ["" if v is None else str(v) for v in (first or ())]
+        if has_name_column(header, column_map):
+            return ws
+    raise IngestError(
+        f"no sheet has a point-name column (sheets: {', '.join(book.sheetnames)}); use --sheet",
+        source=source,
+    )
 
 
 def _cell(value: object) -> str:

@@ -275,3 +275,48 @@ def test_reimport_merges_reports_changes_and_never_drops_a_reviewed_point(platfo
     assert flagged == {"VAV-1.DA-T"}
     rows = {r.name: r for r in platform.points("m")[1]}
     assert rows["VAV-1.DA-T"].status == "confirmed"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "points", "violations"),
+    [
+        ("site.ede.csv", 4, 0),
+        # Haystack says a setpoint is writable but not how to reach it: validation says so.
+        ("site.haystack.json", 3, 1),
+        ("points.zinc", 2, 1),
+        ("rtu.xlsx", 4, 2),  # two writable rows, no adapter address columns
+        ("francais_cp1252.csv", 4, 0),
+    ],
+)
+def test_upload_accepts_every_point_list_format(
+    client: TestClient, fixture: str, points: int, violations: int
+) -> None:
+    assert client.post("/buildings", json={"id": "f"}).status_code == 201
+    with (FIXTURES / fixture).open("rb") as fh:
+        r = client.post("/buildings/f/points", files={"file": (fixture, fh, "application/octet-stream")})
+    assert r.status_code == 202, r.text
+    for _ in range(300):
+        job = client.get(f"/jobs/{r.json()['id']}").json()
+        if job["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.05)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["points"] == points, job["result"]
+    assert job["result"]["violations"] == violations, job["result"]
+
+
+def test_upload_with_skip_bad_rows_reports_them_in_the_job(client: TestClient) -> None:
+    assert client.post("/buildings", json={"id": "s"}).status_code == 201
+    data = b"name,unit,min\nA,\xc2\xb0F,1\nB,\xc2\xb0F,x\n"
+    r = client.post(
+        "/buildings/s/points", params={"skip_bad_rows": "true"}, files={"file": ("m.csv", data, "text/csv")}
+    )
+    for _ in range(300):
+        job = client.get(f"/jobs/{r.json()['id']}").json()
+        if job["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.05)
+    assert job["result"]["points"] == 1
+    assert job["result"]["rejected"] == [
+        {"source": "m.csv", "row": 3, "field": "min", "reason": "'x' is not a number"}
+    ]

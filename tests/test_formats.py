@@ -83,18 +83,14 @@ def test_xlsx_first_or_named_sheet(tmp_path: Path) -> None:
 
 
 def test_niagara_export_and_user_column_mapping(tmp_path: Path) -> None:
-    niagara = tmp_path / "niagara.csv"
-    niagara.write_text(
-        "Name,Object Name,Type,Object Type,Inst Num,Description,BACnet Writable\n"
-        "ZoneTemp,VAV1_ZN_T,control:NumericPoint,analog-input,3,Zone temp,false\n"
-        "ZoneSp,VAV1_ZN_SP,control:NumericWritable,analog-value,7,Zone setpoint,true\n",
-        "utf-8",
-    )
-    points = read_points(niagara, fmt="niagara")
-    assert [(p.name, p.object_type, p.writable) for p in points] == [
+    points = read_points(FIXTURES / "niagara_export.csv", fmt="niagara")
+    assert [(p.name, p.object_type, p.writable) for p in points][:2] == [
         ("ZoneTemp", "analog-input", False),
-        ("ZoneSp", "analog-value", True),
+        ("ZoneCoolSp", "analog-value", True),
     ]
+    rtu = read_points(FIXTURES / "rtu.xlsx", sheet="Points")
+    assert [p.name for p in rtu][:2] == ["RTU-2.ZN-T", "RTU-2.ZN-T-CLG-SP"]
+    assert rtu[1].writable is True and rtu[1].maximum == 80.0
     odd = tmp_path / "odd.csv"
     odd.write_text("Tag Label;Eng Units\nAHU1 SAT;degF\n", "utf-8")
     (p,) = read_points(odd, column_map={"name": "Tag Label", "unit": "Eng Units"})
