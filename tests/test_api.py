@@ -12,7 +12,7 @@ from SPARQLWrapper import JSON, SPARQLWrapper
 
 from api._service import Platform
 from api.app import create_app
-from tests.conftest import FIXTURES, free_port
+from tests.conftest import FIXTURES, finished_job, free_port
 
 
 @pytest.fixture
@@ -26,12 +26,7 @@ def _import(client: TestClient) -> dict:
     with (FIXTURES / "small_building.csv").open("rb") as fh:
         r = client.post("/buildings/hq/points", files={"file": ("small.csv", fh, "text/csv")})
     assert r.status_code == 202, r.text
-    job = r.json()
-    for _ in range(600):
-        job = client.get(f"/jobs/{job['id']}").json()
-        if job["status"] in ("succeeded", "failed"):
-            break
-        time.sleep(0.1)
+    job = finished_job(client, r.json()["id"])
     assert job["status"] == "succeeded", job
     return job
 
@@ -167,12 +162,7 @@ def test_decisions_are_stored_with_provenance_and_used_at_once(
         "VAV-1.ZN-T,°F\n"
     ).encode()
     r = client.post("/buildings/hq/points", files={"file": ("v.csv", csv_text, "text/csv")})
-    job = client.get(f"/jobs/{r.json()['id']}").json()
-    for _ in range(100):
-        if job["status"] == "succeeded":
-            break
-        time.sleep(0.1)
-        job = client.get(f"/jobs/{job['id']}").json()
+    finished_job(client, r.json()["id"])
     items = {p["name"]: p for p in client.get("/buildings/hq/points").json()["items"]}
     assert items["VAV-2.QZX"]["brick_class"] != "Zone_Air_Temperature_Setpoint"
     target = items["VAV-1.QZX"]["iri"]
@@ -197,11 +187,7 @@ def test_decisions_are_stored_with_provenance_and_used_at_once(
     assert history[0]["action"] == "correct" and history[0]["who"].startswith("anonymous")
     # A re-import of the same list keeps what the reviewer decided.
     r = client.post("/buildings/hq/points", files={"file": ("v.csv", csv_text, "text/csv")})
-    for _ in range(100):
-        job = client.get(f"/jobs/{r.json()['id']}").json()
-        if job["status"] == "succeeded":
-            break
-        time.sleep(0.1)
+    job = finished_job(client, r.json()["id"])
     assert job["result"]["kept_decisions"] == 2
     items = {p["name"]: p for p in client.get("/buildings/hq/points").json()["items"]}
     assert items["VAV-1.QZX"]["brick_class"] == "Target_Zone_Air_Temperature_Setpoint"
@@ -295,11 +281,7 @@ def test_upload_accepts_every_point_list_format(
     with (FIXTURES / fixture).open("rb") as fh:
         r = client.post("/buildings/f/points", files={"file": (fixture, fh, "application/octet-stream")})
     assert r.status_code == 202, r.text
-    for _ in range(300):
-        job = client.get(f"/jobs/{r.json()['id']}").json()
-        if job["status"] in ("succeeded", "failed"):
-            break
-        time.sleep(0.05)
+    job = finished_job(client, r.json()["id"])
     assert job["status"] == "succeeded", job
     assert job["result"]["points"] == points, job["result"]
     assert job["result"]["violations"] == violations, job["result"]
@@ -311,11 +293,7 @@ def test_upload_with_skip_bad_rows_reports_them_in_the_job(client: TestClient) -
     r = client.post(
         "/buildings/s/points", params={"skip_bad_rows": "true"}, files={"file": ("m.csv", data, "text/csv")}
     )
-    for _ in range(300):
-        job = client.get(f"/jobs/{r.json()['id']}").json()
-        if job["status"] in ("succeeded", "failed"):
-            break
-        time.sleep(0.05)
+    job = finished_job(client, r.json()["id"])
     assert job["result"]["points"] == 1
     assert job["result"]["rejected"] == [
         {"source": "m.csv", "row": 3, "field": "min", "reason": "'x' is not a number"}

@@ -53,20 +53,16 @@ def test_discovery_job_through_the_api_and_the_cli(platform, tmp_path) -> None:
     import os
     import subprocess
     import sys
-    import time
 
     from fastapi.testclient import TestClient
 
     from api.app import create_app
+    from tests.conftest import finished_job
 
     with serve(homeassistant_app()) as url, TestClient(create_app(platform.settings, platform=platform)) as c:
         r = c.post("/buildings/home/discover", json={"kind": "homeassistant", "url": url, "token": HA_TOKEN})
         assert r.status_code == 202, r.text
-        for _ in range(200):
-            job = c.get(f"/jobs/{r.json()['id']}").json()
-            if job["status"] in ("succeeded", "failed"):
-                break
-            time.sleep(0.05)
+        job = finished_job(c, r.json()["id"])
         assert job["status"] == "succeeded", job
         assert job["result"]["points"] == 7 and job["result"]["conforms"]
         items = {p["name"]: p for p in c.get("/buildings/home/points").json()["items"]}
