@@ -103,7 +103,6 @@ class ParsedName:
     unknown: tuple[str, ...]  # tokens the knowledge base does not know
     equipment: EquipmentRef | None = None
     locations: tuple[str, ...] = ()
-    function_key: str = ""  # the name without identifiers: what repeats across equipment
     context: tuple[str, ...] = ()  # tags the surroundings imply (a VAV's flow is supply flow)
     signature: str = ""  # the point function alone: what repeats on every piece of equipment
     expansions: tuple[tuple[str, str], ...] = field(default=())  # (token, tags) for reasons
@@ -188,7 +187,6 @@ class NameParser:
         expansions: list[tuple[str, str]] = []
         equipment: list[EquipmentRef] = []
         locations: list[str] = []
-        function: list[str] = []
         context: list[str] = []
         for key in keys:
             context.extend(kb.context.get(key, ()))
@@ -210,7 +208,6 @@ class NameParser:
                 width, expansion = phrase
                 tags.extend(expansion)
                 expansions.append((" ".join(tokens[i : i + width]), " ".join(expansion)))
-                function.extend(keys[i : i + width])
                 i += width
                 continue
             key = keys[i]
@@ -222,21 +219,17 @@ class NameParser:
                 tags.extend(expansion)
                 if expansion:
                     expansions.append((tokens[i], " ".join(expansion)))
-                    function.append(key)
             elif (composed := self._compose(key)) is not None:
                 tags.extend(composed)
                 expansions.append((tokens[i], " ".join(composed)))
-                function.append(key)
             else:
                 pieces = self._segment(key)
                 if pieces:
                     for piece in pieces:
                         tags.extend(kb.tokens[piece])
                     expansions.append((tokens[i], " ".join(t for p in pieces for t in kb.tokens[p])))
-                    function.append(key)
                 else:
                     unknown.append(tokens[i])
-                    function.append(key)
             i += 1
         return ParsedName(
             tokens=tuple(tokens),
@@ -244,7 +237,6 @@ class NameParser:
             unknown=tuple(unknown),
             equipment=equipment[-1] if equipment else None,
             locations=tuple(locations),
-            function_key=" ".join(function),
             expansions=tuple(expansions),
             context=tuple(dict.fromkeys(context)),
             signature=point_signature(name, self._keep),

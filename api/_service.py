@@ -208,7 +208,8 @@ class Platform:
             for t in p.tags
             if t.startswith("brick:") and self.ontology.index.is_point(t[len("brick:") :])
         )
-        by_identity = dict(zip(point_identities(points), points, strict=True))
+        identities = point_identities(points)
+        by_identity = dict(zip(identities, points, strict=True))
         for identity, (status, cls) in decisions.items():
             raw = by_identity.get(identity)
             if raw is not None and cls and status in ("confirmed", "corrected"):
@@ -218,7 +219,7 @@ class Platform:
         agent.learn(learned)
         suggestions = agent.suggest(points, progress=progress)
         labeled = []
-        for identity, raw, suggestion in zip(point_identities(points), points, suggestions, strict=True):
+        for identity, raw, suggestion in zip(identities, points, suggestions, strict=True):
             status, decided = decisions.get(identity, ("", None))
             human = _HUMAN_STATUSES.get(status)
             if human is not None:
@@ -270,14 +271,6 @@ class Platform:
             raise BuildingNotFound(f"no building '{building}'")
         return iri
 
-    def building_label(self, building: str) -> str | None:
-        iri = self.graph_iri(building)
-        r = self.store.query(
-            sparql_prefixes()
-            + f"SELECT ?l WHERE {{ GRAPH <{iri}> {{ ?b a osed:Building ; rdfs:label ?l }} }}"
-        )
-        return str(r.rows[0]["l"]) if r.rows else None
-
     def import_points(
         self,
         building: str,
@@ -293,15 +286,15 @@ class Platform:
         """
         check_building_id(building)
         iri = self.graph_iri(building)
-        exists = iri in self.store.graphs()
-        decisions = self.decisions(building) if exists else {}
-        label = label or (self.building_label(building) if exists else None)
-        before: dict[str, RawPoint] = {}
-        if exists:
-            old = [raw for _, raw in read_points_graph(self.store.get_graph(iri))]
-            before = dict(zip(point_identities(old), old, strict=True))
+        # One read of what is stored: its decisions, label and points.
+        stored = self.store.get_graph(iri) if iri in self.store.graphs() else Graph()
+        decisions = _decisions_in(stored)
+        label = label or _label_in(stored)
+        old = [raw for _, raw in read_points_graph(stored)]
+        before = dict(zip(point_identities(old), old, strict=True))
         new_ids = point_identities(points)
-        gone = [ident for ident in before if ident not in set(new_ids)]
+        listed = set(new_ids)
+        gone = [ident for ident in before if ident not in listed]
         reviewed_gone = [ident for ident in gone if ident in decisions]
         # Reviewed points are never dropped silently: they stay, flagged as missing.
         kept = [before[ident] for ident in reviewed_gone]
@@ -329,26 +322,6 @@ class Platform:
             disappeared=[before[ident].name for ident in gone],
             kept_missing=[before[ident].name for ident in reviewed_gone],
         )
-
-    def decisions(self, building: str) -> dict[str, tuple[str, str | None]]:
-        """Human decisions stored for a building: source identity -> (status, class)."""
-        iri = self.graph_iri(building)
-        result = self.store.query(
-            sparql_prefixes()
-            + f"""SELECT ?id ?status ?cls WHERE {{ GRAPH <{iri}> {{
-                ?p osed:sourceIdentity ?id ; osed:reviewStatus ?status .
-                FILTER(?status IN ("confirmed", "corrected", "rejected"))
-                OPTIONAL {{ ?p osed:decidedClass ?cls }} }} }}""",
-            limit=10**7,
-        )
-        brick = "https://brickschema.org/schema/Brick#"
-        return {
-            str(r["id"]): (
-                str(r["status"]),
-                str(r["cls"])[len(brick) :] if "cls" in r else None,
-            )
-            for r in result.rows
-        }
 
     def site_examples(self, exclude: str = "") -> list[Example]:
         """Human-confirmed points of every stored building except ``exclude``."""
@@ -383,7 +356,7 @@ class Platform:
         by_name: dict[str, list[str]] = defaultdict(list)
         for point_iri, raw in points:
             by_name[raw.name].append(str(point_iri))
-        stored = self.decisions(building)
+        stored = _decisions_in(graph)
         current = _current_classes(graph)
         merged = dict(stored)
         now = datetime.now(UTC)
@@ -428,7 +401,7 @@ class Platform:
                 if previous:
                     prov.add((act, OSED.previousClass, BRICK[previous]))
                 decided += 1
-        label = self.building_label(building)
+        label = _label_in(graph)
         labeled = self.label(raws, decisions=merged, building=building)
         model = self.model(building, labeled, label)
         after = _current_classes(model)
@@ -507,9 +480,6 @@ class Platform:
         )
         return total, [_row(r) for r in page.rows]
 
-    def query(self, sparql: str) -> object:
-        return self.store.query(sparql)
-
 
 def _local(term: object) -> str | None:
     if term is None:
@@ -535,6 +505,27 @@ def _row(r: Mapping[str, object]) -> PointRow:
         alternatives=[a.rsplit("#", 1)[-1] for a in alts.split("|") if a],
         equipment=str(r["equip"]) if "equip" in r else None,
     )
+
+
+def _decisions_in(graph: Graph) -> dict[str, tuple[str, str | None]]:
+    """Human decisions in a building model: source identity -> (status, decided class)."""
+    brick = str(BRICK)
+    out: dict[str, tuple[str, str | None]] = {}
+    for point, status in graph.subject_objects(OSED.reviewStatus):
+        identity = graph.value(point, OSED.sourceIdentity)
+        if identity is None or str(status) not in _HUMAN_STATUSES:
+            continue
+        decided = graph.value(point, OSED.decidedClass)
+        out[str(identity)] = (str(status), str(decided)[len(brick) :] if decided is not None else None)
+    return out
+
+
+def _label_in(graph: Graph) -> str | None:
+    for building in graph.subjects(RDF.type, OSED.Building):
+        label = graph.value(building, RDFS.label)
+        if label is not None:
+            return str(label)
+    return None
 
 
 def _same(old: RawPoint | None, new: RawPoint) -> bool:

@@ -156,6 +156,13 @@ def read_points_csv(
     return points_from_table(header, rows(), source, column_map, rejected)
 
 
+def reject(problem: IngestError, rejected: list[IngestError] | None) -> None:
+    """Record a bad row when the caller collects them, else refuse the file with it."""
+    if rejected is None:
+        raise problem
+    rejected.append(problem)
+
+
 def points_from_table(
     header: list[str],
     rows: Iterable[tuple[int, list[str]]],
@@ -180,9 +187,7 @@ def points_from_table(
                 )
             points.append(_point(row, columns, source, row_no, header))
         except IngestError as exc:
-            if rejected is None:
-                raise
-            rejected.append(exc)
+            reject(exc, rejected)
     if not points:
         raise IngestError("the file has a header but no points", source=source)
     return points

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import IngestError
-from mapper._csv import decode_text, points_from_table, read_points_csv
+from mapper._csv import decode_text, points_from_table, read_points_csv, reject
 from mapper._records import BACnetAddress, RawPoint, SourceRef
 from ontology import ClassIndex
 
@@ -263,9 +263,7 @@ def read_points_ede(source: str, data: bytes, rejected: list[IngestError] | None
                 )
             )
         except IngestError as exc:
-            if rejected is None:
-                raise
-            rejected.append(exc)
+            reject(exc, rejected)
 
     if not points:
         raise IngestError("the EDE file lists no objects", source=source)
@@ -338,10 +336,9 @@ def read_points_haystack(source: str, grid: Any, rejected: list[IngestError] | N
         )
         name = _text(row.get("dis")) or _text(row.get("navName")) or _ref_dis(row.get("id"))
         if not name:
-            problem = IngestError("point without dis, navName or id", source=source, row=n, field="dis")
-            if rejected is None:
-                raise problem
-            rejected.append(problem)
+            reject(
+                IngestError("point without dis, navName or id", source=source, row=n, field="dis"), rejected
+            )
             continue
         equip = by_id.get(str(_hay(row.get("equipRef"))[1]), {}) if "equipRef" in row else {}
         equip_name = _text(equip.get("navName")) or _text(equip.get("dis")) or _ref_dis(equip.get("id"))
