@@ -42,6 +42,15 @@ class AgentConfig:
     #: above the floor.
     retrieval_weight: float = 1.5
     retrieval_floor: float = 0.45
+    #: How much the other unsure points believed to be of a point's class make it worth
+    #: confirming (it teaches the building's convention for that class).
+    convention_weight: float = 0.1
+
+
+#: Tags that say what kind of point something is, the subject of building conventions.
+_KIND_TAGS = frozenset(
+    {"Command", "Sensor", "Setpoint", "Status", "Position", "On", "Off", "Start", "Stop", "Enable", "Run"}
+)
 
 
 class _ExampleMemory:
@@ -155,6 +164,11 @@ class LabelingAgent:
             c.name: frozenset(normalise_tag(t) for t in c.tags)
             for c in ontology.index.point_classes(include_deprecated=True)
         }
+        # Tag sets that name exactly one class (several Brick classes share every tag).
+        owners: dict[frozenset[str], list[str]] = defaultdict(list)
+        for c in ontology.index.point_classes():
+            owners[self._class_tags[c.name]].append(c.name)
+        self._by_tags = {tags: names[0] for tags, names in owners.items() if len(names) == 1}
         #: The building being labeled: its own examples count before other buildings'.
         self.building = ""
 
@@ -196,6 +210,10 @@ class LabelingAgent:
         for key, point in zip(keys, points, strict=True):
             first.setdefault(key, point)
         prepared = {key: self._prepare(point) for key, point in first.items()}
+        rules = self._conventions(prepared.values())
+        if rules:
+            for draft in prepared.values():
+                self._apply_conventions(draft, rules)
         if self.retriever is not None:
             self._retrieve(prepared)
         done: dict[tuple[str, str, str, str, tuple[str, ...]], Suggestion] = {}
@@ -218,8 +236,6 @@ class LabelingAgent:
         name = _clean(point.name)
         parsed = self.parser.parse(name)
         decided = self.memory.exact.get(point.name)
-        if decided:
-            return _Draft(point, parsed, None, [], None, decided=decided)
         tags = list(parsed.tags) + self._lexical_tags(parsed.unknown)
         described = ""
         if point.description:
@@ -232,8 +248,92 @@ class LabelingAgent:
         unit = self.ontology.units.lookup(point.unit)
         evidence = self.scorer.evidence(tags, unit, point.object_type, parsed.context)
         ranked = self.scorer.rank(evidence)
+        if decided:
+            # What the agent alone would have said: how this building departs from it is
+            # a convention the other points may share (see _conventions).
+            own = ranked[0].name if ranked else None
+            return _Draft(point, parsed, None, [], None, decided=decided, own_guess=own)
         ranked, borrowed = self._apply_examples(parsed, ranked)
         return _Draft(point, parsed, evidence, ranked, borrowed, described=described)
+
+    # -- building conventions ------------------------------------------------------------
+    def _conventions(self, drafts: Iterable[_Draft]) -> dict[tuple[frozenset[str], frozenset[str]], float]:
+        """Tag rewrites this building's reviewers keep making, with their net support.
+
+        Buildings differ in conventions no name spells out: a valve at "%" is a command in
+        one building and a position sensor in another; a fan's status is Fan_Status here
+        and Fan_On_Off_Status there. A confirmed point the agent alone would have labeled
+        P, confirmed as T, teaches the rewrite (tags of P not in T) -> (tags of T not in P).
+        Confirmations where the agent was already right and the rewrite would have applied
+        count against it.
+        """
+        decided = [d for d in drafts if d.decided and d.own_guess]
+        if not decided:
+            return {}
+        support: Counter[tuple[frozenset[str], frozenset[str]]] = Counter()
+        for d in decided:
+            assert d.decided is not None and d.own_guess is not None
+            truth = d.decided.most_common(1)[0][0]
+            if truth == d.own_guess:
+                continue
+            before, after = self._class_tags.get(d.own_guess), self._class_tags.get(truth)
+            if not before or not after or not (before & after - {"point"}):
+                continue
+            removed, added = before - after, after - before
+            # Only conventions about what kind of point it is; a class that merely adds a
+            # location or medium is the ordinary learning by look-alike names.
+            if (removed or added) and removed | added <= _KIND_TAGS and len(removed) + len(added) <= 3:
+                support[(frozenset(removed), frozenset(added))] += 1
+        if not support:
+            return {}
+        rules: dict[tuple[frozenset[str], frozenset[str]], float] = {}
+        for rule, n in support.items():
+            against = 0
+            for d in decided:
+                assert d.decided is not None and d.own_guess is not None
+                if d.decided.most_common(1)[0][0] == d.own_guess and self._rewrite(d.own_guess, rule):
+                    against += 1
+            if n > against:
+                rules[rule] = (n - against) / (n + against)
+        return rules
+
+    def _rewrite(self, cls: str, rule: tuple[frozenset[str], frozenset[str]]) -> str | None:
+        tags = self._class_tags.get(cls)
+        removed, added = rule
+        if tags is None or not removed <= tags or added & tags:
+            return None
+        return self._by_tags.get((tags - removed) | added)
+
+    def _apply_conventions(
+        self, draft: _Draft, rules: dict[tuple[frozenset[str], frozenset[str]], float]
+    ) -> None:
+        if draft.decided or not draft.ranked or draft.evidence is None:
+            return
+        if draft.borrowed and draft.borrowed[0] >= 0.99:
+            return  # a confirmed point with the same signature says more than a convention
+        top = draft.ranked[0]
+        best: tuple[float, str] | None = None
+        said = set(draft.evidence.tags)
+        if draft.evidence.explicit_kind:
+            said.add(draft.evidence.explicit_kind)
+        for rule, strength in sorted(
+            rules.items(), key=lambda kv: (-kv[1], sorted(kv[0][0]), sorted(kv[0][1]))
+        ):
+            if rule[0] & said:
+                continue  # the name says so itself: a convention does not overrule it
+            target = self._rewrite(top.name, rule)
+            if target and (best is None or strength > best[0]):
+                best = (strength, target)
+        if best is None:
+            return
+        strength, target = best
+        base = self.scorer.score_class(target, draft.evidence)
+        if base is None:
+            return  # the unit rules it out
+        lifted = replace(base, score=top.score + 1.0 + strength)
+        others = [s for s in draft.ranked if s.name != target]
+        draft.ranked = [lifted, *others]
+        draft.convention = (top.name, target)
 
     def search_classes(self, text: str) -> list[tuple[str, float]]:
         """Classes matching free text: the ontology index if there is one, else the tags."""
@@ -327,6 +427,10 @@ class LabelingAgent:
         top = ranked[0]
         alternatives = tuple(s.name for s in ranked[1:3])
         reason = _reason(parsed, draft.described, point, evidence, top, borrowed)
+        if draft.convention and draft.convention[1] == top.name:
+            reason += (
+                f"; this building's reviewers label points like this {top.name}, not {draft.convention[0]}"
+            )
         if draft.retrieved and top.name in draft.retrieved:
             reason += f"; ontology search agrees ({top.name} among the nearest definitions)"
         if confidence < self.config.abstain_below:
@@ -365,7 +469,7 @@ class LabelingAgent:
                 continue
             sig = self.parser.parse(_clean(p.name)).signature or _clean(p.name).lower()
             groups[sig].append(i)
-        weights = {}
+        weights: dict[str, float] = {}
         for sig, members in groups.items():
             doubt = sum(1.0 - suggestions[i].confidence for i in members) / len(members)
             weights[sig] = len(members) * (0.05 + doubt)
@@ -373,6 +477,14 @@ class LabelingAgent:
             sig: Counter(suggestions[i].brick_class for i in members).most_common(1)[0][0]
             for sig, members in groups.items()
         }
+        # A confirmation also teaches the building's convention for its class (see
+        # _conventions): unsure points believed to be of the same class share in it.
+        doubt_by_class: dict[str | None, float] = defaultdict(float)
+        for sig, members in groups.items():
+            doubt_by_class[believed[sig]] += sum(1.0 - suggestions[i].confidence for i in members)
+        for sig, members in groups.items():
+            own = sum(1.0 - suggestions[i].confidence for i in members)
+            weights[sig] += self.config.convention_weight * (doubt_by_class[believed[sig]] - own)
         picked: list[int] = []
         chosen_grams: list[set[int]] = []
         chosen_classes: set[str | None] = set()
@@ -474,6 +586,8 @@ class _Draft:
     ranked: list[Scored]
     borrowed: tuple[float, str] | None
     decided: Counter[str] | None = None
+    own_guess: str | None = None
+    convention: tuple[str, str] | None = None
     described: str = ""
     retrieved: list[str] = field(default_factory=list)
 

@@ -128,3 +128,25 @@ def test_query_embeddings_match_sentence_transformers() -> None:
     fast = np.array(embedding.embed_query(texts))
     assert reference.shape == (3, 384)
     assert np.allclose(reference, fast, atol=1e-5)
+
+
+def test_a_building_convention_learned_from_one_confirmation_carries_over(ontology: Ontology) -> None:
+    # In this building a valve or damper at "%" is a position feedback, not a command.
+    agent = LabelingAgent(ontology)
+    points = [
+        RawPoint("AHU-1.CHW-VLV", unit="%"),
+        RawPoint("AHU-2.HW-VLV", unit="%"),
+        RawPoint("AHU-2.OA-DMPR", unit="%"),
+        RawPoint("AHU-2.OA-DMPR-CMD", unit="%"),
+    ]
+    before = [s.brick_class for s in agent.suggest(points)]
+    assert before[1] == "Valve_Command" and before[2] == "Damper_Command"
+    agent.learn([Example("AHU-1.CHW-VLV", "Valve_Position_Sensor")])
+    after = agent.suggest(points)
+    assert [s.brick_class for s in after] == [
+        "Valve_Position_Sensor",
+        "Valve_Position_Sensor",
+        "Damper_Position_Sensor",
+        "Damper_Command",  # the name says command: a convention never overrules the name
+    ]
+    assert "reviewers label points like this" in after[2].reason
