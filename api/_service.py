@@ -6,6 +6,7 @@ The CLI and the HTTP API both call this; neither has a path of its own to the st
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Literal as TypeLiteral
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from rdflib import RDF, RDFS, Graph, Literal, URIRef
 
 from agent import (
@@ -71,17 +72,48 @@ class PointRow(BaseModel):
 
 
 class Decision(BaseModel):
-    """A reviewer's decision on one point (by IRI) or on every point with that raw name."""
+    """A reviewer's decision on one point (by IRI) or on every point with that raw name.
+
+    ``expected_status`` / ``expected_class``: the state the reviewer saw. If the point has
+    changed since (another reviewer decided it), the decision is refused with the point's
+    current state instead of overwriting it."""
 
     point: str
     action: TypeLiteral["confirm", "correct", "reject"]
     brick_class: str | None = None
+    expected_status: str | None = None
+    expected_class: str | None = None
 
 
 class DecisionResult(BaseModel):
     decided: int
     relabeled: int
     points: int
+    batch: str = ""
+
+
+class PointFilter(BaseModel):
+    """Which points: every field optional, all given ones must hold."""
+
+    status: TypeLiteral["suggested", "confirmed", "corrected", "rejected", "abstained"] | None = None
+    q: str | None = Field(default=None, max_length=200, description="text in the raw name or description")
+    brick_class: str | None = Field(default=None, max_length=200, description="class name (exact)")
+    equipment: str | None = Field(default=None, max_length=200, description="equipment label (exact)")
+    min_confidence: float | None = Field(default=None, ge=0, le=1)
+    max_confidence: float | None = Field(default=None, ge=0, le=1)
+    point: str | None = Field(default=None, max_length=2000, description="one point, by IRI")
+
+
+class DecisionConflict(OsedError):
+    """Points changed since the reviewer saw them; ``current`` holds their state now."""
+
+    def __init__(self, message: str, current: list[dict[str, str | None]]) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class NothingToUndo(OsedError):
+    """The caller has no decision left to undo in this building."""
 
 
 @dataclass
@@ -139,6 +171,9 @@ class Platform:
         self.settings = settings
         self.ontology = ontology or Ontology.load(settings.cache_dir)
         self._store = store
+        #: Read-modify-write of a building (import, decisions, undo) is one at a time, so
+        #: two reviewers' decisions never overwrite each other.
+        self.write_lock = threading.RLock()
 
     @cached_property
     def store(self) -> GraphStore:
@@ -284,6 +319,17 @@ class Platform:
 
         Points a human already decided keep that decision (matched by source identity).
         """
+        with self.write_lock:
+            return self._import_points(building, points, examples, progress, label)
+
+    def _import_points(
+        self,
+        building: str,
+        points: Sequence[RawPoint],
+        examples: Sequence[Example],
+        progress: Progress | None,
+        label: str | None,
+    ) -> ImportResult:
         check_building_id(building)
         iri = self.graph_iri(building)
         # One read of what is stored: its decisions, label and points.
@@ -346,70 +392,150 @@ class Platform:
     def decide(self, building: str, decisions: Sequence[Decision], user: str) -> DecisionResult:
         """Record reviewers' decisions and relabel the building with them at once.
 
-        The building model and its provenance graph are replaced in one transaction.
+        All decisions of one call are one batch (undone together by :meth:`undo`). The
+        building model and its provenance graph are replaced in one transaction.
         """
-        iri = self.require_building(building)
-        graph = self.store.get_graph(iri)
-        points = read_points_graph(graph)
-        raws = [raw for _, raw in points]
-        identities = dict(zip((str(p) for p, _ in points), point_identities(raws), strict=True))
-        by_name: dict[str, list[str]] = defaultdict(list)
-        for point_iri, raw in points:
-            by_name[raw.name].append(str(point_iri))
-        stored = _decisions_in(graph)
-        current = _current_classes(graph)
-        merged = dict(stored)
-        now = datetime.now(UTC)
+        with self.write_lock:
+            iri = self.require_building(building)
+            state = _BuildingState.read(self, building, iri)
+            conflicts = []
+            for n, d in enumerate(decisions):
+                targets = state.targets(d.point)
+                if not targets:
+                    raise OsedError(f"decision {n + 1}: no point '{d.point}' in building '{building}'")
+                if d.expected_status is None and d.expected_class is None:
+                    continue
+                for target in targets:
+                    now_status, now_class = state.status_of(target), state.current.get(target)
+                    if (d.expected_status is not None and d.expected_status != now_status) or (
+                        d.expected_class is not None and (d.expected_class or None) != now_class
+                    ):
+                        conflicts.append(
+                            {
+                                "point": target,
+                                "status": now_status,
+                                "brick_class": now_class,
+                                "name": state.names[target],
+                            }
+                        )
+            if conflicts:
+                raise DecisionConflict(
+                    f"{len(conflicts)} point(s) changed since you saw them: "
+                    + ", ".join(str(c["name"]) for c in conflicts[:5]),
+                    conflicts,
+                )
+            batch = uuid.uuid4().hex
+            prov, who = self._prov_for(building, user)
+            now = datetime.now(UTC)
+            decided = 0
+            for n, d in enumerate(decisions):
+                for target in state.targets(d.point):
+                    previous = state.current.get(target)
+                    identity = state.identities[target]
+                    before = state.merged.get(identity)
+                    if d.action == "confirm":
+                        if previous is None:
+                            raise OsedError(
+                                f"decision {n + 1}: '{d.point}' has no suggestion to confirm; "
+                                "correct it instead"
+                            )
+                        state.merged[identity] = ("confirmed", previous)
+                        chosen: str | None = previous
+                    elif d.action == "correct":
+                        chosen = self.check_class(d.brick_class, f"decision {n + 1}")
+                        state.merged[identity] = ("corrected", chosen)
+                    else:
+                        state.merged[identity] = ("rejected", None)
+                        chosen = None
+                    act = URIRef(f"{iri}/decision/{uuid.uuid4().hex}")
+                    _activity(prov, act, who, now, d.action, batch)
+                    prov.add((act, OSED.point, URIRef(target)))
+                    prov.add(
+                        (act, OSED.previousStatus, Literal(before[0] if before else state.status_of(target)))
+                    )
+                    if before and before[1]:
+                        prov.add((act, OSED.previousDecidedClass, BRICK[before[1]]))
+                    if chosen:
+                        prov.add((act, OSED.decidedClass, BRICK[chosen]))
+                    if previous:
+                        prov.add((act, OSED.previousClass, BRICK[previous]))
+                    decided += 1
+            changed = self._relabel(building, iri, state, prov)
+            return DecisionResult(decided=decided, relabeled=changed, points=len(state.raws), batch=batch)
+
+    def undo(self, building: str, user: str) -> DecisionResult:
+        """Undo ``user``'s most recent decision batch in this building that is not undone yet.
+
+        Each point gets back the state it had before (a human decision, or the agent's
+        suggestion); the undo itself is recorded in the provenance graph.
+        """
+        with self.write_lock:
+            iri = self.require_building(building)
+            state = _BuildingState.read(self, building, iri)
+            prov, who = self._prov_for(building, user)
+            batches: dict[str, list[URIRef]] = defaultdict(list)
+            when: dict[str, str] = {}
+            for act in prov.subjects(PROV.wasAssociatedWith, who):
+                batch = prov.value(act, OSED.batch)
+                if (
+                    batch is None
+                    or (act, OSED.undoneBy, None) in prov
+                    or (act, RDF.type, OSED.ReviewDecision) not in prov
+                ):
+                    continue
+                if str(prov.value(act, OSED.action)) == "undo":
+                    continue
+                batches[str(batch)].append(URIRef(str(act)))
+                when[str(batch)] = max(when.get(str(batch), ""), str(prov.value(act, PROV.endedAtTime)))
+            if not batches:
+                raise NothingToUndo(f"you have no decision to undo in building '{building}'")
+            last = max(batches, key=lambda b: (when[b], b))
+            now = datetime.now(UTC)
+            undo = URIRef(f"{iri}/decision/{uuid.uuid4().hex}")
+            _activity(prov, undo, who, now, "undo", uuid.uuid4().hex)
+            # Latest first, so a point decided twice in one batch ends as it was before both.
+            acts = sorted(batches[last], key=lambda a: str(prov.value(a, PROV.endedAtTime)), reverse=True)
+            for act in acts:
+                target = str(prov.value(act, OSED.point))
+                prov.add((act, OSED.undoneBy, undo))
+                prov.add((undo, OSED.point, URIRef(target)))
+                identity = state.identities.get(target)
+                if identity is None:
+                    continue  # the point has left the building since
+                status = str(prov.value(act, OSED.previousStatus) or "suggested")
+                cls = _local(prov.value(act, OSED.previousDecidedClass))
+                if status in _HUMAN_STATUSES:
+                    state.merged[identity] = (status, cls)
+                else:
+                    state.merged.pop(identity, None)
+            changed = self._relabel(building, iri, state, prov)
+            return DecisionResult(decided=len(acts), relabeled=changed, points=len(state.raws), batch=last)
+
+    def check_class(self, name: str | None, where: str) -> str:
+        cls = self.ontology.index.canonical((name or "").strip())
+        if not self.ontology.index.is_point(cls):
+            raise OsedError(f"{where}: '{(name or '')[:100]}' is not a Brick {BRICK_VERSION} point class")
+        return cls
+
+    def _prov_for(self, building: str, user: str) -> tuple[Graph, URIRef]:
         prov = self.store.get_graph(self.provenance_iri(building))
         who = URIRef(f"urn:osed:user:{slug(user)}")
         prov.add((who, RDF.type, PROV.Agent))
         prov.add((who, RDFS.label, Literal(user)))
-        decided = 0
-        for n, d in enumerate(decisions):
-            targets = [d.point] if d.point in identities else by_name.get(d.point, [])
-            if not targets:
-                raise OsedError(f"decision {n + 1}: no point '{d.point}' in building '{building}'")
-            for target in targets:
-                previous = current.get(target)
-                if d.action == "confirm":
-                    if previous is None:
-                        raise OsedError(
-                            f"decision {n + 1}: '{d.point}' has no suggestion to confirm; correct it instead"
-                        )
-                    merged[identities[target]] = ("confirmed", previous)
-                    chosen: str | None = previous
-                elif d.action == "correct":
-                    cls = self.ontology.index.canonical((d.brick_class or "").strip())
-                    if not self.ontology.index.is_point(cls):
-                        raise OsedError(
-                            f"decision {n + 1}: '{d.brick_class}' is not a Brick {BRICK_VERSION} point class"
-                        )
-                    merged[identities[target]] = ("corrected", cls)
-                    chosen = cls
-                else:
-                    merged[identities[target]] = ("rejected", None)
-                    chosen = None
-                act = URIRef(f"{iri}/decision/{uuid.uuid4().hex}")
-                prov.add((act, RDF.type, PROV.Activity))
-                prov.add((act, RDF.type, OSED.ReviewDecision))
-                prov.add((act, PROV.wasAssociatedWith, who))
-                prov.add((act, PROV.endedAtTime, Literal(now)))
-                prov.add((act, OSED.action, Literal(d.action)))
-                prov.add((act, OSED.point, URIRef(target)))
-                if chosen:
-                    prov.add((act, OSED.decidedClass, BRICK[chosen]))
-                if previous:
-                    prov.add((act, OSED.previousClass, BRICK[previous]))
-                decided += 1
-        label = _label_in(graph)
-        labeled = self.label(raws, decisions=merged, building=building)
-        model = self.model(building, labeled, label)
+        return prov, who
+
+    def _relabel(self, building: str, iri: str, state: _BuildingState, prov: Graph) -> int:
+        """Relabel with the decisions in ``state``; store model and provenance together."""
+        labeled = self.label(state.raws, decisions=state.merged, building=building)
+        model = self.model(building, labeled, state.label)
         after = _current_classes(model)
         changed = sum(
-            1 for p in current if identities.get(p) not in merged and after.get(p) != current.get(p)
+            1
+            for p in state.current
+            if state.identities.get(p) not in state.merged and after.get(p) != state.current.get(p)
         )
         self.store.replace_graphs({iri: model, self.provenance_iri(building): prov})
-        return DecisionResult(decided=decided, relabeled=changed, points=len(labeled))
+        return changed
 
     def history(self, building: str, point: str) -> list[dict[str, str]]:
         """Every decision recorded for one point, oldest first."""
@@ -448,37 +574,90 @@ class Platform:
         limit: int = 100,
         status: str | None = None,
         text: str | None = None,
+        where: PointFilter | None = None,
+        sort: str = "name",
+        descending: bool = False,
     ) -> tuple[int, list[PointRow]]:
+        """One page of a building's points, filtered and sorted in the store (server-side
+        paging: a 10,000-point building costs one page per request)."""
         iri = self.require_building(building)
-        filters = []
-        if status:
-            filters.append(f'FILTER(?status = "{_escape(status)}")')
-        if text:
-            filters.append(f'FILTER(CONTAINS(LCASE(?name), LCASE("{_escape(text)}")))')
-        where = f"""GRAPH <{iri}> {{
-            ?p osed:rawName ?name ; osed:reviewStatus ?status .
-            {" ".join(filters)} }}"""
-        total_q = self.store.query(sparql_prefixes() + f"SELECT (COUNT(?p) AS ?n) WHERE {{ {where} }}")
+        where = where or PointFilter()
+        if status or text:
+            where = where.model_copy(update={"status": status or where.status, "q": text or where.q})
+        body = self._filtered(iri, where)
+        total_q = self.store.query(sparql_prefixes() + f"SELECT (COUNT(?p) AS ?n) WHERE {{ {body} }}")
         total = int(str(total_q.rows[0]["n"])) if total_q.rows else 0
+        key = _SORT_KEYS.get(sort)
+        if key is None:
+            raise OsedError(f"cannot sort by '{sort[:40]}': use one of {', '.join(_SORT_KEYS)}")
+        order = f"DESC({key})" if descending else f"ASC({key})"
         page = self.store.query(
             sparql_prefixes()
             + f"""SELECT ?p ?name ?status ?desc ?unit ?otype ?cls ?sugg ?conf ?reason
                      (GROUP_CONCAT(DISTINCT STR(?alt); separator="|") AS ?alts) ?equip WHERE {{
-                {{ SELECT ?p ?name ?status WHERE {{ {where} }} ORDER BY ?name ?p
-                   LIMIT {int(limit)} OFFSET {int(offset)} }}
+                {{ SELECT ?p ?name ?status ?cls ?conf ?equip WHERE {{ {body} }}
+                   ORDER BY {order} ?name ?p LIMIT {int(limit)} OFFSET {int(offset)} }}
                 GRAPH <{iri}> {{
-                  ?p a ?cls . FILTER(STRSTARTS(STR(?cls), STR(brick:)))
                   OPTIONAL {{ ?p osed:rawDescription ?desc }} OPTIONAL {{ ?p osed:rawUnit ?unit }}
                   OPTIONAL {{ ?p osed:rawObjectType ?otype }} OPTIONAL {{ ?p osed:suggestedClass ?sugg }}
-                  OPTIONAL {{ ?p osed:confidence ?conf }} OPTIONAL {{ ?p osed:suggestionReason ?reason }}
+                  OPTIONAL {{ ?p osed:suggestionReason ?reason }}
                   OPTIONAL {{ ?p osed:alternativeClass ?alt }}
-                  OPTIONAL {{ ?p brick:isPointOf ?e . ?e rdfs:label ?equip }}
                 }}
             }} GROUP BY ?p ?name ?status ?desc ?unit ?otype ?cls ?sugg ?conf ?reason ?equip
-            ORDER BY ?name ?p""",
+            ORDER BY {order} ?name ?p""",
             limit=limit,
         )
         return total, [_row(r) for r in page.rows]
+
+    def point_iris(self, building: str, where: PointFilter) -> list[str]:
+        """Every point matching a filter (for decisions on everything a filter shows)."""
+        iri = self.require_building(building)
+        body = self._filtered(iri, where)
+        result = self.store.query(
+            sparql_prefixes() + f"SELECT ?p WHERE {{ {body} }} ORDER BY ?p", limit=10**6
+        )
+        return [str(r["p"]) for r in result.rows]
+
+    def _filtered(self, iri: str, where: PointFilter) -> str:
+        filters = []
+        if where.status:
+            filters.append(f'FILTER(?status = "{_escape(where.status)}")')
+        if where.q:
+            filters.append(
+                f'FILTER(CONTAINS(LCASE(?name), LCASE("{_escape(where.q)}")) || '
+                f'CONTAINS(LCASE(COALESCE(?fdesc, "")), LCASE("{_escape(where.q)}")))'
+            )
+        if where.brick_class:
+            cls = self.ontology.index.canonical(where.brick_class.strip())
+            filters.append(f"FILTER(?cls = <{BRICK[_iri_safe(cls)]}>)")
+        if where.equipment:
+            filters.append(f'FILTER(?equip = "{_escape(where.equipment)}")')
+        if where.min_confidence is not None:
+            filters.append(f"FILTER(COALESCE(?conf, 0.0) >= {float(where.min_confidence)})")
+        if where.point:
+            filters.append(f'FILTER(STR(?p) = "{_escape(where.point, 2000)}")')
+        if where.max_confidence is not None:
+            filters.append(f"FILTER(COALESCE(?conf, 0.0) <= {float(where.max_confidence)})")
+        return f"""GRAPH <{iri}> {{
+            ?p osed:rawName ?name ; osed:reviewStatus ?status ; a ?cls .
+            FILTER(STRSTARTS(STR(?cls), STR(brick:)))
+            OPTIONAL {{ ?p osed:confidence ?conf }}
+            OPTIONAL {{ ?p brick:isPointOf ?e . ?e rdfs:label ?equip }}
+            OPTIONAL {{ ?p osed:rawDescription ?fdesc }}
+            {" ".join(filters)} }}"""
+
+
+_SORT_KEYS = {
+    "name": "?name",
+    "confidence": "COALESCE(?conf, -1.0)",
+    "status": "?status",
+    "class": "STR(?cls)",
+    "equipment": 'COALESCE(?equip, "")',
+}
+
+
+def _iri_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "", name)[:200]
 
 
 def _local(term: object) -> str | None:
@@ -544,17 +723,68 @@ def _current_classes(graph: Graph) -> dict[str, str | None]:
     return out
 
 
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")[:200]
+@dataclass
+class _BuildingState:
+    """A stored building read once for a decision: points, decisions, current classes."""
+
+    raws: list[RawPoint]
+    identities: dict[str, str]  # point IRI -> source identity
+    names: dict[str, str]  # point IRI -> raw name
+    by_name: dict[str, list[str]]
+    merged: dict[str, tuple[str, str | None]]  # identity -> human decision
+    current: dict[str, str | None]  # point IRI -> class now
+    statuses: dict[str, str]
+    label: str | None
+
+    @classmethod
+    def read(cls, platform: Platform, building: str, iri: str) -> _BuildingState:
+        graph = platform.store.get_graph(iri)
+        points = read_points_graph(graph)
+        raws = [raw for _, raw in points]
+        by_name: dict[str, list[str]] = defaultdict(list)
+        for point_iri, raw in points:
+            by_name[raw.name].append(str(point_iri))
+        return cls(
+            raws=raws,
+            identities=dict(zip((str(p) for p, _ in points), point_identities(raws), strict=True)),
+            names={str(p): raw.name for p, raw in points},
+            by_name=by_name,
+            merged=_decisions_in(graph),
+            current=_current_classes(graph),
+            statuses={str(p): str(st) for p, st in graph.subject_objects(OSED.reviewStatus)},
+            label=_label_in(graph),
+        )
+
+    def targets(self, point: str) -> list[str]:
+        return [point] if point in self.identities else self.by_name.get(point, [])
+
+    def status_of(self, point: str) -> str:
+        return self.statuses.get(point, "suggested")
+
+
+def _activity(prov: Graph, act: URIRef, who: URIRef, when: datetime, action: str, batch: str) -> None:
+    prov.add((act, RDF.type, PROV.Activity))
+    prov.add((act, RDF.type, OSED.ReviewDecision))
+    prov.add((act, PROV.wasAssociatedWith, who))
+    prov.add((act, PROV.endedAtTime, Literal(when)))
+    prov.add((act, OSED.action, Literal(action)))
+    prov.add((act, OSED.batch, Literal(batch)))
+
+
+def _escape(text: str, limit: int = 200) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")[:limit]
 
 
 __all__ = [
     "BuildingNotFound",
     "Decision",
+    "DecisionConflict",
     "DecisionResult",
     "GraphStoreError",
     "ImportResult",
+    "NothingToUndo",
     "Platform",
+    "PointFilter",
     "PointRow",
     "check_building_id",
 ]

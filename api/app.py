@@ -10,22 +10,28 @@ import hashlib
 import html
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from api import _review
 from api._jobs import Job, JobManager
 from api._service import (
     BuildingNotFound,
     Decision,
+    DecisionConflict,
     DecisionResult,
+    NothingToUndo,
     Platform,
+    PointFilter,
     PointRow,
     check_building_id,
 )
 from api._sparql import JSONLD, TURTLE, negotiate, serialize
+from api._users import Sessions, UserStore
 from api.settings import Role, Settings
 from core.errors import (
     GraphStoreError,
@@ -72,6 +78,30 @@ class DecisionsIn(BaseModel):
     decisions: list[Decision] = Field(min_length=1, max_length=10_000)
 
 
+class FilterDecisionIn(BaseModel):
+    """One decision for every point a filter matches (the page's "confirm all matching")."""
+
+    action: Literal["confirm", "correct", "reject"]
+    brick_class: str | None = None
+    filter: PointFilter = Field(default_factory=PointFilter)
+
+
+class LoginIn(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+
+
+class LoginOut(BaseModel):
+    token: str
+    user: str
+    role: str
+
+
+class Me(BaseModel):
+    user: str
+    role: str
+
+
 class ValidationItem(BaseModel):
     severity: str
     message: str
@@ -107,24 +137,33 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     app.state.platform = platform
     app.state.jobs = jobs
 
-    def caller_role(request: Request) -> Role:
+    users = UserStore(settings.users_path())
+    sessions = Sessions(settings.api.session_hours * 3600)
+
+    def caller(request: Request) -> tuple[str, Role]:
+        """Who is asking and with which role: a signed-in user, an API token, or (in
+        development) anonymous."""
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            role = settings.api.tokens.get(header[7:].strip())
+            token = header[7:].strip()
+            session = sessions.get(token)
+            if session is not None:
+                return session.user, session.role  # type: ignore[return-value]
+            role = settings.api.tokens.get(token)
             if role is None:
-                raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
-            return role
+                raise HTTPException(401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
+            digest = hashlib.sha256(token.encode("utf-8")).hexdigest()[:10]
+            return f"token:{digest}", role
         if settings.api.anonymous_role:
-            return settings.api.anonymous_role
-        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+            return "anonymous (development)", settings.api.anonymous_role
+        raise HTTPException(401, "sign in or send a bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    def caller_role(request: Request) -> Role:
+        return caller(request)[1]
 
     def caller_name(request: Request) -> str:
-        """Who made the request, for provenance: a token's fingerprint or 'anonymous'."""
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            digest = hashlib.sha256(header[7:].strip().encode("utf-8")).hexdigest()[:10]
-            return f"token:{digest}"
-        return "anonymous (development)"
+        """Who made the request, for provenance: the user, a token's fingerprint, or anonymous."""
+        return caller(request)[0]
 
     def need(role: Role) -> Any:
         def check(request: Request) -> Role:
@@ -158,6 +197,14 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     def _store(_r: Request, exc: GraphStoreError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=502)
 
+    @app.exception_handler(DecisionConflict)
+    def _conflict(_r: Request, exc: DecisionConflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "current": exc.current}, status_code=409)
+
+    @app.exception_handler(NothingToUndo)
+    def _nothing(_r: Request, exc: NothingToUndo) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
     @app.exception_handler(OsedError)
     def _osed(_r: Request, exc: OsedError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
@@ -177,9 +224,53 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             "<body style='font-family:sans-serif;max-width:50em;margin:2em auto'>"
             "<h1>OSED Semantic</h1><p>Brick 1.5 + ASHRAE 223P building models.</p>"
             f"<h2>Buildings</h2><ul>{rows or '<li>none yet</li>'}</ul>"
-            "<p><a href='/docs'>REST API (OpenAPI)</a> · SPARQL endpoint: <code>/sparql</code></p>"
+            "<p><a href='/ui'>Review page</a> · <a href='/docs'>REST API (OpenAPI)</a> · "
+            "SPARQL endpoint: <code>/sparql</code></p>"
             "</body></html>"
         )
+
+    static = Path(__file__).parent / "static"
+
+    @app.get("/ui", include_in_schema=False)
+    def review_page() -> FileResponse:
+        return FileResponse(static / "review.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/ui/{asset}", include_in_schema=False)
+    def review_asset(asset: Literal["review.js", "review.css"]) -> FileResponse:
+        media = "text/javascript" if asset.endswith(".js") else "text/css"
+        return FileResponse(static / asset, media_type=f"{media}; charset=utf-8")
+
+    # -- sign-in --------------------------------------------------------------------------
+    @app.post("/auth/login", response_model=LoginOut, tags=["auth"])
+    def login(body: LoginIn) -> LoginOut:
+        """Sign in with a user of the built-in store (``osed user add``); the token it
+        returns is a bearer token for every other call."""
+        role = users.check(body.username, body.password)
+        if role is None:
+            raise HTTPException(401, "wrong user name or password")
+        return LoginOut(token=sessions.open(body.username, role), user=body.username, role=role)
+
+    @app.post("/auth/logout", status_code=204, tags=["auth"])
+    def logout(request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            sessions.close(header[7:].strip())
+        return Response(status_code=204)
+
+    @app.get("/auth/me", response_model=Me, tags=["auth"])
+    def me(request: Request) -> Me:
+        user, role = caller(request)
+        return Me(user=user, role=role)
+
+    @app.get(
+        "/classes", response_model=list[_review.ClassInfo], tags=["ontology"], dependencies=[need("viewer")]
+    )
+    def classes(
+        q: Annotated[str, Query(max_length=200)] = "",
+        limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    ) -> list[_review.ClassInfo]:
+        """Brick point classes matching words in their name, label or definition."""
+        return _review.search_classes(platform, q, limit)
 
     @app.get("/health", tags=["system"])
     def health() -> dict[str, str]:
@@ -296,13 +387,62 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     )
     def list_points(
         building: str,
+        where: Annotated[PointFilter, Query()],
         offset: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        status: Literal["suggested", "confirmed", "corrected", "rejected", "abstained"] | None = None,
-        q: Annotated[str | None, Query(max_length=200, description="text in the raw name")] = None,
+        sort: Literal["name", "confidence", "status", "class", "equipment"] = "name",
+        order: Literal["asc", "desc"] = "asc",
     ) -> PointPage:
-        total, items = platform.points(building, offset=offset, limit=limit, status=status, text=q)
+        """A page of points, filtered (status, text in name or description, class,
+        equipment, confidence range) and sorted in the store."""
+        total, items = platform.points(
+            building, offset=offset, limit=limit, where=where, sort=sort, descending=order == "desc"
+        )
         return PointPage(total=total, offset=offset, limit=limit, items=items)
+
+    @app.get(
+        "/buildings/{building}/summary",
+        response_model=_review.ReviewSummary,
+        tags=["review"],
+        dependencies=[need("viewer")],
+    )
+    def review_summary(
+        building: str, threshold: Annotated[float, Query(ge=0, le=1)] = 0.8
+    ) -> _review.ReviewSummary:
+        """Review progress: points by status, decided, suggestions above a confidence
+        threshold, and the estimated accuracy of the model as it stands."""
+        return _review.summary(platform, building, threshold)
+
+    @app.get(
+        "/buildings/{building}/review-queue",
+        response_model=list[PointRow],
+        tags=["review"],
+        dependencies=[need("viewer")],
+    )
+    def review_queue(building: str, k: Annotated[int, Query(ge=1, le=200)] = 10) -> list[PointRow]:
+        """The undecided points whose confirmation teaches the agent most (active learning)."""
+        return _review.review_queue(platform, building, k)
+
+    @app.get(
+        "/buildings/{building}/similar",
+        response_model=_review.Similar,
+        tags=["review"],
+        dependencies=[need("viewer")],
+    )
+    def similar_points(building: str, point: str) -> _review.Similar:
+        """Points with the same name pattern as ``point`` (its IRI): what "apply to similar"
+        would decide, shown before it is applied."""
+        return _review.similar(platform, building, point)
+
+    @app.get(
+        "/buildings/{building}/equipment",
+        response_model=list[_review.EquipmentNode],
+        tags=["review"],
+        dependencies=[need("viewer")],
+    )
+    def equipment(building: str) -> list[_review.EquipmentNode]:
+        """Equipment inferred from point names, what feeds it (``parents``) and its points."""
+        return _review.equipment_tree(platform, building)
 
     @app.get(
         "/buildings/{building}/model",
@@ -355,6 +495,36 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         Decisions are stored with who and when, and the building is relabeled with them
         at once: a confirmed ZN-T labels every other ZN-T."""
         return platform.decide(building, body.decisions, caller_name(request))
+
+    @app.post(
+        "/buildings/{building}/decisions/by-filter",
+        response_model=DecisionResult,
+        tags=["points"],
+        dependencies=[need("reviewer")],
+    )
+    def decide_by_filter(building: str, body: FilterDecisionIn, request: Request) -> DecisionResult:
+        """The same decision for every point the filter matches; confirming skips points
+        with no suggestion (abstained) and points a human already decided."""
+        iris = platform.point_iris(building, body.filter)
+        if body.action == "confirm":
+            confirmable = set(
+                platform.point_iris(building, body.filter.model_copy(update={"status": "suggested"}))
+            )
+            iris = [i for i in iris if i in confirmable]
+        if not iris:
+            raise HTTPException(400, "no point matches that filter")
+        decisions = [Decision(point=i, action=body.action, brick_class=body.brick_class) for i in iris]
+        return platform.decide(building, decisions, caller_name(request))
+
+    @app.post(
+        "/buildings/{building}/undo",
+        response_model=DecisionResult,
+        tags=["points"],
+        dependencies=[need("reviewer")],
+    )
+    def undo(building: str, request: Request) -> DecisionResult:
+        """Undo your most recent decision (or bulk decision) in this building."""
+        return platform.undo(building, caller_name(request))
 
     @app.get("/buildings/{building}/history", tags=["points"], dependencies=[need("viewer")])
     def history(building: str, point: str) -> list[dict[str, str]]:

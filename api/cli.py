@@ -534,11 +534,59 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
     port = port or settings.api.port
     click.echo(f"\nOSED Semantic is serving at http://{host}:{port}/")
     click.echo(f"  API docs:        http://{host}:{port}/docs")
+    click.echo(f"  review page:     http://{host}:{port}/ui")
     click.echo(f"  SPARQL endpoint: http://{host}:{port}/sparql")
     if demo:
-        click.echo(f"  demo building:   http://{host}:{port}/buildings/demo/points")
+        click.echo(f"  demo building:   http://{host}:{port}/ui?building=demo")
     click.echo("Press Ctrl+C to stop.\n")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.group()
+def user() -> None:
+    """The built-in user store of the review page and API (hashed passwords)."""
+
+
+@user.command(name="add")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "reviewer", "operator", "admin"]),
+    default="reviewer",
+    show_default=True,
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_add(name: str, role: str, password_stdin: bool) -> None:
+    """Add a user, or set an existing user's password and role."""
+    from api._users import UserStore
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    settings = _settings()
+    UserStore(settings.users_path()).add(name, password, role)
+    click.echo(f"user '{name}' ({role}) saved in {settings.users_path()}")
+
+
+@user.command(name="list")
+def user_list() -> None:
+    """List users and their roles."""
+    from api._users import UserStore
+
+    for name, role in UserStore(_settings().users_path()).users().items():
+        click.echo(f"{name}\t{role}")
+
+
+@user.command(name="remove")
+@click.argument("name")
+def user_remove(name: str) -> None:
+    """Remove a user (signed-in sessions end when the server restarts)."""
+    from api._users import UserStore
+
+    if not UserStore(_settings().users_path()).remove(name):
+        raise OsedError(f"no user '{name}'")
+    click.echo(f"user '{name}' removed")
 
 
 def load_demo(platform: Platform) -> None:

@@ -42,6 +42,10 @@ class ApiSettings(BaseModel):
     anonymous_role: Role | Literal[""] = "admin"
     #: SPARQL UPDATE through the endpoint, for admins only, when enabled.
     allow_sparql_update: bool = False
+    #: The built-in user store (``osed user add``); default ``<data_dir>/users.json``.
+    users_file: Path | None = None
+    #: How long a sign-in lasts.
+    session_hours: float = Field(default=12.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -68,8 +72,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "api.anonymous_role must be empty in production: every request needs a token"
                 )
-            if not self.api.tokens:
-                raise ValueError("api.tokens must be set in production")
+            if not self.api.tokens and not self.users_path().exists():
+                raise ValueError("production needs api.tokens or users (osed user add) to sign in")
             weak = [t for t in self.api.tokens if len(t) < 24]
             if weak:
                 raise ValueError("api.tokens must be at least 24 characters in production")
@@ -78,6 +82,9 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    def users_path(self) -> Path:
+        return self.api.users_file or self.data_dir / "users.json"
 
     def store_path(self) -> Path:
         return Path(self.store.path) if self.store.path else self.data_dir / "store"

@@ -58,3 +58,56 @@ class QueryTimeoutError(GraphStoreError):
 
 class ValidationFailed(OsedError):
     """A model did not conform to its shapes and the caller asked for conformance."""
+
+
+class EdgeError(OsedError):
+    """A device or gateway did not do what was asked. Names the device and the point."""
+
+    def __init__(self, message: str, *, device: str = "", point: str = "") -> None:
+        self.device = device
+        self.point = point
+        self.reason = message
+        where = ", ".join(
+            x for x in (f"device {device}" if device else "", f"point {point}" if point else "") if x
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class DeviceUnreachable(EdgeError):
+    """No connection to the device or gateway (down, wrong address, service unavailable)."""
+
+
+class DeviceTimeout(EdgeError):
+    """The device did not answer in time."""
+
+
+class WriteRefused(EdgeError):
+    """The device answered but refused the write (BACnet error, HTTP 4xx, Modbus exception)."""
+
+
+class DeviceLocked(WriteRefused):
+    """The gateway reports the device locked (EdgeX 423)."""
+
+
+class PointNotFound(EdgeError):
+    """The device does not know this point (EdgeX/HA 404, unknown BACnet object)."""
+
+
+class SafetyRefused(OsedError):
+    """The safety layer refused a write: not writable, out of limits, locked, or taken."""
+
+
+class NotWritable(SafetyRefused):
+    """The graph does not say the point is writable through an adapter."""
+
+
+class OutOfLimits(SafetyRefused):
+    """The value lies outside the point's limits and the limit mode is 'refuse'."""
+
+
+class PointLocked(SafetyRefused):
+    """An operator override holds the point or its device."""
+
+
+class LeaseConflict(SafetyRefused):
+    """Another owner holds the point with an equal or higher priority."""

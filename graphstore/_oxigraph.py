@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 import uuid
@@ -151,8 +152,12 @@ class OxigraphStore(GraphStore):
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, AttributeError):
             self._store.flush()
+        # Drop the store so its lock on the folder goes now, not at garbage collection:
+        # the same process may open the folder again (a restart within a server or test).
+        self._store = None  # type: ignore[assignment]
+        gc.collect()
 
 
 def _collect(

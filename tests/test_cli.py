@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.conftest import DATASETS, FIXTURES
 
 
-def osed(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def osed(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     # Retrieval (embedding model) is exercised in test_agent.py; here it would only add
     # a model load to every command.
     env = {**os.environ, "OSED_DATA_DIR": str(cwd / "var"), "OSED_AGENT__RETRIEVAL": "false"}
@@ -17,6 +17,7 @@ def osed(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "api.cli", *args],
         cwd=cwd,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,0 +1,240 @@
+"""What the review page asks besides points and decisions: progress, the next points to
+review, look-alike points, the equipment tree and the Brick class list."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from pydantic import BaseModel
+
+from agent import Example, point_signature
+from api._service import Platform, PointFilter, PointRow, _local
+from mapper import Suggestion, read_points_graph
+from ontology import sparql_prefixes
+
+_HUMAN = ("confirmed", "corrected", "rejected")
+
+
+class ReviewSummary(BaseModel):
+    total: int
+    by_status: dict[str, int]
+    #: Points a human has decided (confirmed, corrected or rejected).
+    decided: int
+    #: Suggestions at or above ``threshold``, and the threshold itself.
+    above_threshold: int
+    threshold: float
+    #: The agent's abstention threshold (below it, no class is suggested).
+    abstain_below: float
+    #: Expected share of points whose class is right: decided points count as right,
+    #: suggestions by their calibrated confidence, abstentions as wrong.
+    estimated_accuracy: float
+
+
+class ClassInfo(BaseModel):
+    name: str
+    label: str
+    definition: str
+    parents: list[str]
+
+
+class EquipmentNode(BaseModel):
+    iri: str
+    label: str
+    brick_class: str
+    parents: list[str]
+    points: list[dict[str, str | None]]
+
+
+class Similar(BaseModel):
+    signature: str
+    points: list[PointRow]
+
+
+def summary(platform: Platform, building: str, threshold: float = 0.8) -> ReviewSummary:
+    iri = platform.require_building(building)
+    result = platform.store.query(
+        sparql_prefixes()
+        + f"""SELECT ?status (COUNT(?p) AS ?n) (SUM(COALESCE(?conf, 0.0)) AS ?confsum)
+                 (SUM(IF(COALESCE(?conf, 0.0) >= {float(threshold)}, 1, 0)) AS ?above) WHERE {{
+            GRAPH <{iri}> {{ ?p osed:rawName ?name ; osed:reviewStatus ?status .
+                              OPTIONAL {{ ?p osed:confidence ?conf }} }} }} GROUP BY ?status""",
+    )
+    by_status: dict[str, int] = {}
+    right = 0.0
+    above = 0
+    for r in result.rows:
+        status, n = str(r["status"]), int(str(r["n"]))
+        by_status[status] = n
+        if status in ("confirmed", "corrected"):
+            right += n
+        elif status == "suggested":
+            right += float(str(r.get("confsum", 0) or 0))
+            above += int(str(r.get("above", 0) or 0))
+    total = sum(by_status.values())
+    return ReviewSummary(
+        total=total,
+        by_status=by_status,
+        decided=sum(by_status.get(s, 0) for s in _HUMAN),
+        above_threshold=above,
+        threshold=threshold,
+        abstain_below=platform.settings.agent.abstain_below,
+        estimated_accuracy=round(right / total, 4) if total else 0.0,
+    )
+
+
+def review_queue(platform: Platform, building: str, k: int = 10) -> list[PointRow]:
+    """The ``k`` undecided points whose confirmation would teach the agent most (active
+    learning over the stored suggestions: large groups of look-alike, unsure points first)."""
+    iri = platform.require_building(building)
+    graph = platform.store.get_graph(iri)
+    from ontology import OSED
+
+    points = read_points_graph(graph)
+    agent = platform.new_agent()
+    agent.building = building
+    decided: list[Example] = []
+    candidates = []
+    suggestions = []
+    for point_iri, raw in points:
+        status = str(graph.value(point_iri, OSED.reviewStatus) or "suggested")
+        if status in _HUMAN:
+            cls = _local(graph.value(point_iri, OSED.decidedClass))
+            if cls:
+                decided.append(Example(raw.name, cls, building))
+            continue
+        conf = graph.value(point_iri, OSED.confidence)
+        cls = _local(graph.value(point_iri, OSED.suggestedClass))
+        candidates.append((str(point_iri), raw))
+        suggestions.append(
+            Suggestion(brick_class=cls, confidence=float(str(conf)) if conf is not None else 0.0)
+        )
+    agent.learn(decided)
+    picked = agent.suggest_review([raw for _, raw in candidates], k, suggestions)
+    wanted = [candidates[i][0] for i in picked]
+    return _rows(platform, building, wanted)
+
+
+def similar(platform: Platform, building: str, point: str) -> Similar:
+    """Points with the same name pattern (point signature) as ``point``."""
+    iri = platform.require_building(building)
+    result = platform.store.query(
+        sparql_prefixes() + f"SELECT ?p ?name WHERE {{ GRAPH <{iri}> {{ ?p osed:rawName ?name }} }}",
+        limit=10**6,
+    )
+    names = {str(r["p"]): str(r["name"]) for r in result.rows}
+    if point not in names:
+        from api._service import BuildingNotFound
+
+        raise BuildingNotFound(f"no point '{point[:200]}' in building '{building}'")
+    signature = point_signature(names[point])
+    if not signature:
+        return Similar(signature="", points=_rows(platform, building, [point]))
+    same = sorted(p for p, n in names.items() if point_signature(n) == signature)
+    return Similar(signature=signature, points=_rows(platform, building, same))
+
+
+def _rows(platform: Platform, building: str, iris: list[str]) -> list[PointRow]:
+    if not iris:
+        return []
+    wanted = set(iris)
+    total, _ = platform.points(building, limit=1)
+    rows: dict[str, PointRow] = {}
+    # Pages in name order; a building is at most a few tens of thousands of points.
+    for offset in range(0, total, 1000):
+        _, page = platform.points(building, offset=offset, limit=1000)
+        rows.update({r.iri: r for r in page if r.iri in wanted})
+        if len(rows) == len(wanted):
+            break
+    return [rows[i] for i in iris if i in rows]
+
+
+def equipment_tree(platform: Platform, building: str) -> list[EquipmentNode]:
+    """Equipment inferred from point names, what feeds it, and its points."""
+    iri = platform.require_building(building)
+    result = platform.store.query(
+        sparql_prefixes()
+        + f"""SELECT ?e ?label ?cls ?parent ?p ?name ?pcls ?status WHERE {{ GRAPH <{iri}> {{
+            ?e rdfs:label ?label ; a ?cls . FILTER(STRSTARTS(STR(?cls), STR(brick:)))
+            FILTER NOT EXISTS {{ ?e osed:rawName ?any }}
+            FILTER NOT EXISTS {{ ?e a osed:Building }}
+            OPTIONAL {{ ?parent brick:feeds ?e }}
+            OPTIONAL {{ ?p brick:isPointOf ?e ; osed:rawName ?name ; osed:reviewStatus ?status ; a ?pcls .
+                       FILTER(STRSTARTS(STR(?pcls), STR(brick:))) }}
+        }} }} ORDER BY ?label ?name""",
+        limit=10**6,
+    )
+    nodes: dict[str, EquipmentNode] = {}
+    parents: dict[str, set[str]] = defaultdict(set)
+    seen: dict[str, set[str]] = defaultdict(set)
+    for r in result.rows:
+        e = str(r["e"])
+        node = nodes.get(e)
+        if node is None:
+            node = nodes[e] = EquipmentNode(
+                iri=e, label=str(r["label"]), brick_class=_local(r["cls"]) or "", parents=[], points=[]
+            )
+        if "parent" in r:
+            parents[e].add(str(r["parent"]))
+        if "p" in r and str(r["p"]) not in seen[e]:
+            seen[e].add(str(r["p"]))
+            node.points.append(
+                {
+                    "iri": str(r["p"]),
+                    "name": str(r["name"]),
+                    "brick_class": _local(r["pcls"]),
+                    "status": str(r["status"]),
+                }
+            )
+    for e, node in nodes.items():
+        node.parents = sorted(parents[e])
+    return sorted(nodes.values(), key=lambda n: (n.label, n.iri))
+
+
+def search_classes(platform: Platform, text: str, limit: int = 20) -> list[ClassInfo]:
+    """Brick point classes for a search box: by name, label, then definition."""
+    index = platform.ontology.index
+    words = [w for w in text.lower().replace("_", " ").split() if w]
+    scored: Counter[str] = Counter()
+    for cls in index.point_classes():
+        name = cls.name.lower().replace("_", " ")
+        label = cls.label.lower()
+        definition = cls.definition.lower()
+        if not words:
+            scored[cls.name] = 1
+            continue
+        score = 0
+        for w in words:
+            if w in name.split():
+                score += 4
+            elif w in name or w in label:
+                score += 3
+            elif w in definition:
+                score += 1
+            else:
+                score = 0
+                break
+        if score:
+            # Shorter names first among equals: the general class before its refinements.
+            scored[cls.name] = score * 100 - len(cls.name)
+    best = sorted(scored, key=lambda c: (-scored[c], c))[:limit]
+    out = []
+    for name in best:
+        cls = index.brick[name]
+        parents = ", ".join(p.replace("_", " ") for p in cls.parents)
+        definition = cls.definition or (f"{cls.label}: a kind of {parents}" if parents else cls.label)
+        out.append(ClassInfo(name=name, label=cls.label, definition=definition, parents=list(cls.parents)))
+    return out
+
+
+__all__ = [
+    "ClassInfo",
+    "EquipmentNode",
+    "PointFilter",
+    "ReviewSummary",
+    "Similar",
+    "equipment_tree",
+    "review_queue",
+    "search_classes",
+    "similar",
+    "summary",
+]
