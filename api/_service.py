@@ -30,6 +30,7 @@ from agent import (
 )
 from api.settings import Settings
 from core.errors import GraphStoreError, OsedError
+from edge import SafetyLayer, safety_layer
 from graphstore import GraphStore, open_store
 from mapper import (
     LabeledPoint,
@@ -182,6 +183,11 @@ class Platform:
         return self._store
 
     @cached_property
+    def safety(self) -> SafetyLayer:
+        """The one path to devices: every write is a lease through the safety layer."""
+        return safety_layer(self.settings.edge, self.store, self.settings.base_iri, self.settings.safety_db())
+
+    @cached_property
     def knowledge(self) -> Knowledge:
         return Knowledge.load(*self.settings.agent.abbreviation_files)
 
@@ -213,6 +219,9 @@ class Platform:
         )
 
     def close(self) -> None:
+        safety = self.__dict__.get("safety")
+        if safety is not None:
+            safety.store.close()
         if self._store is not None:
             self._store.close()
 

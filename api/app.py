@@ -6,10 +6,15 @@ a thread pool), so no blocking call sits inside ``async def``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import html
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,15 +39,18 @@ from api._sparql import JSONLD, TURTLE, negotiate, serialize
 from api._users import Sessions, UserStore
 from api.settings import Role, Settings
 from core.errors import (
+    EdgeError,
     GraphStoreError,
     IngestError,
     OsedError,
     QueryError,
     QueryTimeoutError,
+    SafetyRefused,
 )
 from graphstore import is_update
 from mapper import discover_bacnet, discover_edgex, discover_homeassistant, read_points
 
+log = logging.getLogger("osed.api")
 _RANK: dict[str, int] = {"viewer": 0, "reviewer": 1, "operator": 2, "admin": 3}
 
 
@@ -86,6 +94,24 @@ class FilterDecisionIn(BaseModel):
     filter: PointFilter = Field(default_factory=PointFilter)
 
 
+class LeaseIn(BaseModel):
+    building: str
+    point: str = Field(description="raw name or IRI")
+    value: float | int | bool | str
+    duration_s: float = Field(gt=0, description="the lease expires on its own after this")
+    reason: str = Field(min_length=1, max_length=500)
+    priority: int | None = Field(default=None, ge=1, le=100, description="higher preempts lower")
+    owner: str | None = Field(default=None, max_length=200, description="default: the caller")
+    dry_run: bool | None = None
+
+
+class OverrideIn(BaseModel):
+    building: str
+    target: str = Field(description="a point (raw name or IRI) or a device key such as bacnet:1001")
+    duration_s: float = Field(gt=0)
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class LoginIn(BaseModel):
     username: str = Field(max_length=64)
     password: str = Field(max_length=256)
@@ -122,9 +148,25 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     platform = platform or Platform(settings)
     jobs = JobManager()
 
+    async def expire_leases() -> None:
+        """Revert expired leases (and retry failed reverts) for as long as the app runs;
+        the first pass at startup reverts what expired while the server was down."""
+        while True:
+            try:
+                await platform.safety.expire_due()
+            except Exception:
+                log.exception("lease expiry pass failed")
+            await asyncio.sleep(settings.edge.expiry_check_s)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        expiry = asyncio.create_task(expire_leases())
         yield
+        expiry.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await expiry
+        await platform.safety.close()
+        platform.__dict__.pop("safety", None)
         jobs.close()
 
     app = FastAPI(
@@ -204,6 +246,17 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     @app.exception_handler(NothingToUndo)
     def _nothing(_r: Request, exc: NothingToUndo) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(SafetyRefused)
+    def _refused(_r: Request, exc: SafetyRefused) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "kind": type(exc).__name__}, status_code=409)
+
+    @app.exception_handler(EdgeError)
+    def _edge(_r: Request, exc: EdgeError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc), "kind": type(exc).__name__, "device": exc.device, "point": exc.point},
+            status_code=502,
+        )
 
     @app.exception_handler(OsedError)
     def _osed(_r: Request, exc: OsedError) -> JSONResponse:
@@ -530,6 +583,71 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     def history(building: str, point: str) -> list[dict[str, str]]:
         """Every decision recorded for one point (by IRI), oldest first."""
         return platform.history(building, point)
+
+    # -- edge: leases, overrides, audit ------------------------------------------------------
+    @app.get("/edge/leases", tags=["edge"], dependencies=[need("viewer")])
+    def list_leases(all: bool = False, point: str | None = None) -> list[dict[str, Any]]:
+        """Leases: active (and failing to revert) by default, every one with ``all``."""
+        statuses = () if all else ("active", "reverting")
+        return [asdict(lease) for lease in platform.safety.store.leases(point=point, statuses=statuses)]
+
+    @app.post("/edge/leases", status_code=201, tags=["edge"], dependencies=[need("operator")])
+    async def create_lease(body: LeaseIn, request: Request) -> dict[str, Any]:
+        """Write a value to a point as a lease through the safety layer (operator role)."""
+        result = await platform.safety.write(
+            body.building,
+            body.point,
+            body.value,
+            owner=body.owner or caller_name(request),
+            reason=body.reason,
+            duration_s=body.duration_s,
+            priority=body.priority,
+            owner_kind="operator",
+            dry_run=body.dry_run,
+        )
+        return {
+            "lease": asdict(result.lease),
+            "notes": result.notes,
+            "preempted": asdict(result.preempted) if result.preempted else None,
+        }
+
+    @app.delete("/edge/leases/{lease_id}", tags=["edge"], dependencies=[need("operator")])
+    async def end_lease(lease_id: str, request: Request) -> dict[str, Any]:
+        """Release a lease now: the point returns to what it was."""
+        return asdict(await platform.safety.release(lease_id, by=caller_name(request)))
+
+    @app.get("/edge/overrides", tags=["edge"], dependencies=[need("viewer")])
+    def list_overrides(all: bool = False) -> list[dict[str, Any]]:
+        return [asdict(o) for o in platform.safety.store.overrides(time.time(), include_ended=all)]
+
+    @app.post("/edge/overrides", status_code=201, tags=["edge"], dependencies=[need("operator")])
+    def create_override(body: OverrideIn, request: Request) -> dict[str, Any]:
+        """Lock a point or a whole device: no grid function can write it meanwhile."""
+        o = platform.safety.lock(
+            body.building,
+            body.target,
+            operator=caller_name(request),
+            reason=body.reason,
+            duration_s=body.duration_s,
+        )
+        return asdict(o)
+
+    @app.delete("/edge/overrides/{override_id}", tags=["edge"], dependencies=[need("operator")])
+    def end_override(override_id: str, request: Request) -> dict[str, Any]:
+        return asdict(platform.safety.unlock(override_id, by=caller_name(request)))
+
+    @app.get("/edge/audit", tags=["edge"], dependencies=[need("viewer")])
+    def audit_log(
+        point: str | None = None,
+        actor: str | None = None,
+        since: float | None = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    ) -> list[dict[str, Any]]:
+        """Every write, revert, refusal, lock and unlock: who, what, old, new, why, result."""
+        return [
+            asdict(e)
+            for e in platform.safety.store.audit_log(point=point, actor=actor, since=since, limit=limit)
+        ]
 
     # -- SPARQL 1.1 Protocol -----------------------------------------------------------------
     def run_sparql(request: Request, query: str | None, update: str | None, explicit: str | None) -> Response:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -587,6 +587,195 @@ def user_remove(name: str) -> None:
     if not UserStore(_settings().users_path()).remove(name):
         raise OsedError(f"no user '{name}'")
     click.echo(f"user '{name}' removed")
+
+
+# -- edge: writes through the safety layer ------------------------------------------------
+def _edge(work: Callable[[Platform], Any]) -> Any:
+    """Run an edge command: expired leases are reverted first (a restart's duty), then
+    ``work``; adapters are closed at the end."""
+    import asyncio
+
+    platform = _platform()
+
+    async def run() -> Any:
+        safety = platform.safety
+        try:
+            for lease in await safety.expire_due():
+                state = "reverted" if lease.status == "expired" else f"revert failed ({lease.error})"
+                click.echo(f"lease {lease.id} on {lease.name} had expired: {state}", err=True)
+            return await work(platform)
+        finally:
+            await safety.close()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        platform.close()
+
+
+def parse_value(text: str) -> float | int | bool | str:
+    low = text.strip().lower()
+    if low in ("on", "true", "active"):
+        return True
+    if low in ("off", "false", "inactive"):
+        return False
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text else number
+
+
+def _lease_line(lease: Any) -> str:
+    import time as _time
+
+    left = max(0, int(lease.expires - _time.time()))
+    dry = " (dry-run)" if lease.dry_run else ""
+    return (
+        f"{lease.id}\t{lease.status}{dry}\t{lease.building}\t{lease.name}\t{lease.value}\t"
+        f"owner={lease.owner} priority={lease.priority}\t{left}s left\t{lease.reason}"
+    )
+
+
+@main.command()
+@click.argument("point")
+@click.argument("value")
+@click.option("--building", required=True, help="Building id.")
+@click.option("--for", "duration", default="15m", show_default=True, help="Lease length: 90s, 10m, 2h.")
+@click.option("--reason", required=True, help="Why (kept in the audit log).")
+@click.option(
+    "--priority", type=click.IntRange(1, 100), help="Lease priority, higher preempts (operator: 90)."
+)
+@click.option("--owner", default="operator:cli", show_default=True, help="Who holds the lease.")
+@click.option("--dry-run", is_flag=True, help="Everything but the protocol write.")
+def write(
+    point: str,
+    value: str,
+    building: str,
+    duration: str,
+    reason: str,
+    priority: int | None,
+    owner: str,
+    dry_run: bool,
+) -> None:
+    """Write VALUE to POINT (raw name or IRI) as an operator lease that expires on its own."""
+    from edge import parse_duration
+
+    seconds = parse_duration(duration)
+
+    async def work(platform: Platform) -> None:
+        result = await platform.safety.write(
+            building,
+            point,
+            parse_value(value),
+            owner=owner,
+            reason=reason,
+            duration_s=seconds,
+            priority=priority,
+            owner_kind="operator",
+            dry_run=dry_run or None,
+        )
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
+        if result.preempted is not None:
+            click.echo(f"preempted lease {result.preempted.id} of {result.preempted.owner}", err=True)
+        click.echo(_lease_line(result.lease))
+
+    _edge(work)
+
+
+@main.command()
+@click.argument("lease_or_point")
+@click.option("--building", help="With a point name: release every lease on it in this building.")
+def release(lease_or_point: str, building: str | None) -> None:
+    """End a lease (by id), or the leases on a point, and return the point to what it was."""
+
+    async def work(platform: Platform) -> None:
+        safety = platform.safety
+        if building:
+            target = safety.resolve(building, lease_or_point)
+            leases = safety.store.leases(point=target.iri, statuses=("active", "reverting"))
+            if not leases:
+                raise OsedError(f"no active lease on {lease_or_point}")
+        else:
+            found = safety.store.lease(lease_or_point)
+            if found is None:
+                raise OsedError(f"no lease '{lease_or_point}'")
+            leases = [found]
+        for lease in leases:
+            done = await safety.release(lease.id, by="operator:cli")
+            click.echo(_lease_line(done))
+            if done.status == "reverting":
+                raise OsedError(f"lease {done.id}: revert failed, will be retried: {done.error}")
+
+    _edge(work)
+
+
+@main.command()
+@click.option("--all", "show_all", is_flag=True, help="Ended leases too.")
+def leases(show_all: bool) -> None:
+    """Leases (active ones by default); reverts those that expired first."""
+
+    async def work(platform: Platform) -> None:
+        statuses = () if show_all else ("active", "reverting")
+        for lease in platform.safety.store.leases(statuses=statuses):
+            click.echo(_lease_line(lease))
+
+    _edge(work)
+
+
+@main.command()
+@click.argument("target")
+@click.option("--building", required=True)
+@click.option("--for", "duration", required=True, help="How long: 30m, 4h.")
+@click.option("--reason", required=True)
+@click.option("--operator", default="operator:cli", show_default=True)
+def lock(target: str, building: str, duration: str, reason: str, operator: str) -> None:
+    """Lock a point (name or IRI) or a device (bacnet:1001, modbus:HOST:UNIT, edgex:NAME…):
+    no grid function can write it meanwhile."""
+    from edge import parse_duration
+
+    async def work(platform: Platform) -> None:
+        o = platform.safety.lock(
+            building, target, operator=operator, reason=reason, duration_s=parse_duration(duration)
+        )
+        click.echo(f"{o.id}\tlocked {o.target} until {_lease_time(o.until)}")
+
+    _edge(work)
+
+
+@main.command()
+@click.argument("override_id")
+def unlock(override_id: str) -> None:
+    """End an operator lock early."""
+
+    async def work(platform: Platform) -> None:
+        o = platform.safety.unlock(override_id, by="operator:cli")
+        click.echo(f"{o.id}\tunlocked {o.target}")
+
+    _edge(work)
+
+
+@main.command()
+@click.option("--point", help="Only this point (IRI).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+def audit(point: str | None, limit: int) -> None:
+    """The audit log of the safety layer, newest first: who, what, old, new, why, result."""
+
+    async def work(platform: Platform) -> None:
+        for e in platform.safety.store.audit_log(point=point, limit=limit):
+            click.echo(
+                f"{_lease_time(e.at)}\t{e.actor}\t{e.action}\t{e.point}\t{e.old} -> {e.new}\t"
+                f"{e.result}\t{e.reason}\t{e.detail}"
+            )
+
+    _edge(work)
+
+
+def _lease_time(ts: float) -> str:
+    import time as _time
+
+    return _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(ts))
 
 
 def load_demo(platform: Platform) -> None:

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge.settings import EdgeSettings
 from graphstore import StoreSettings
 
 Role = Literal["viewer", "reviewer", "operator", "admin"]
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
 
     @model_validator(mode="after")
     def _refuse_unsafe_in_production(self) -> Settings:
@@ -82,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    def safety_db(self) -> Path:
+        """Leases, overrides and the audit log of the edge safety layer."""
+        return self.data_dir / "edge" / "safety.sqlite"
 
     def users_path(self) -> Path:
         return self.api.users_file or self.data_dir / "users.json"

@@ -45,6 +45,7 @@ HEADER_SYNONYMS: dict[str, tuple[str, ...]] = {
     "modbus_datatype": ("modbus datatype", "modbus_datatype", "data type"),
     "modbus_scale": ("modbus scale", "modbus_scale", "scale"),
     "modbus_host": ("modbus host", "modbus_host"),
+    "modbus_word_order": ("modbus word order", "modbus_word_order", "word order"),
     "mqtt_topic": ("mqtt topic", "mqtt_topic", "state topic"),
     "mqtt_command_topic": ("mqtt command topic", "mqtt_command_topic", "command topic"),
 }
@@ -329,19 +330,34 @@ def _address(
             data_type=(cell("modbus_datatype") or "uint16").lower(),
             scale=float(scale) if scale is not None else 1.0,
             host=cell("modbus_host") or None,
+            word_order=_word_order(cell("modbus_word_order"), source, row_no),
         )
     if cell("mqtt_topic"):
         return MQTTAddress(state_topic=cell("mqtt_topic"), command_topic=cell("mqtt_command_topic") or None)
     return None
 
 
+def _word_order(text: str, source: str, row_no: int) -> str:
+    order = (text or "big").strip().lower()
+    if order not in ("big", "little"):
+        raise IngestError(
+            f"Modbus word order '{text[:20]}' is not 'big' or 'little'",
+            source=source,
+            row=row_no,
+            field="modbus_word_order",
+        )
+    return order
+
+
 def write_points_csv(points: Iterable[RawPoint], path: Path) -> None:
     """Points as a CSV that read_points_csv reads back (address columns included)."""
     header = [
         "name", "description", "unit", "object_type", "writable", "min", "max",
-        "bacnet_device", "bacnet_object", "bacnet_priority", "edgex_device", "edgex_resource",
+        "bacnet_device", "bacnet_object", "bacnet_priority", "bacnet_address",
+        "edgex_device", "edgex_resource",
         "ha_entity", "ha_attribute", "modbus_unit", "modbus_register", "modbus_type",
-        "modbus_datatype", "modbus_scale", "modbus_host", "mqtt_topic", "mqtt_command_topic",
+        "modbus_datatype", "modbus_scale", "modbus_host", "modbus_word_order", "mqtt_topic",
+        "mqtt_command_topic",
     ]  # fmt: skip
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=header)
@@ -362,6 +378,7 @@ def write_points_csv(points: Iterable[RawPoint], path: Path) -> None:
                     bacnet_device=a.device_instance,
                     bacnet_object=f"{a.object_type},{a.object_instance}",
                     bacnet_priority=a.priority or "",
+                    bacnet_address=a.device_address or "",
                 )
             elif isinstance(a, EdgeXAddress):
                 row.update(edgex_device=a.device, edgex_resource=a.resource)
@@ -375,6 +392,7 @@ def write_points_csv(points: Iterable[RawPoint], path: Path) -> None:
                     modbus_datatype=a.data_type,
                     modbus_scale=a.scale,
                     modbus_host=a.host or "",
+                    modbus_word_order=a.word_order,
                 )
             elif isinstance(a, MQTTAddress):
                 row.update(mqtt_topic=a.state_topic, mqtt_command_topic=a.command_topic or "")

@@ -1,11 +1,14 @@
-"""HTTP servers that answer exactly as EdgeX core-metadata v3 and Home Assistant's REST API
-document (response envelopes, paging, error bodies, bearer auth). EdgeX and Home Assistant
-cannot run here, so the discovery tests talk to these over real HTTP on loopback."""
+"""HTTP servers that answer exactly as EdgeX core-metadata v3, EdgeX core-command v3 and Home
+Assistant's REST API document (response envelopes, paging, error bodies, bearer auth). EdgeX
+and Home Assistant cannot run here, so the discovery and adapter tests talk to these over
+real HTTP on loopback."""
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -78,6 +81,79 @@ def edgex_app(devices: int = 3) -> FastAPI:
                 status_code=404,
             )
         return {"apiVersion": "v3", "statusCode": 200, "profile": EDGEX_PROFILES[name]}
+
+    return app
+
+
+def edgex_command_app(devices: dict[str, dict[str, dict[str, Any]]]) -> FastAPI:
+    """EdgeX core-command v3 over ``devices``: name -> {"adminState": "LOCKED"|"UNLOCKED",
+    "operatingState": "UP"|"DOWN", "resources": {resource: {"valueType": ..., "value": "text",
+    "readWrite": "R"|"RW"}}} (mutated by PUTs, so tests read the device state back)."""
+    app = FastAPI()
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse(
+            {"apiVersion": "v3", "statusCode": status, "message": message}, status_code=status
+        )
+
+    @app.get("/api/v3/device/name/{name}/{command}", response_model=None)
+    def get_command(name: str, command: str, ds_returnevent: str = "true") -> Any:
+        device = devices.get(name)
+        if device is None:
+            return error(404, f"fail to query device by name {name}")
+        resource = device["resources"].get(command)
+        if resource is None:
+            return error(404, f"command {command} not found in device {name}")
+        if device.get("operatingState", "UP") == "DOWN":
+            return error(423, f"device {name} OperatingState is DOWN")
+        if device.get("adminState", "UNLOCKED") == "LOCKED":
+            return error(423, f"device {name} AdminState is LOCKED")
+        reading = {
+            "id": str(uuid.uuid4()),
+            "origin": time.time_ns(),
+            "deviceName": name,
+            "resourceName": command,
+            "profileName": f"{name}-profile",
+            "valueType": resource["valueType"],
+            "value": resource["value"],
+        }
+        event = {
+            "apiVersion": "v3",
+            "id": str(uuid.uuid4()),
+            "deviceName": name,
+            "profileName": f"{name}-profile",
+            "sourceName": command,
+            "origin": time.time_ns(),
+            "readings": [reading],
+        }
+        return {"apiVersion": "v3", "statusCode": 200, "event": event}
+
+    @app.put("/api/v3/device/name/{name}/{command}", response_model=None)
+    async def set_command(name: str, command: str, request: Request) -> Any:
+        device = devices.get(name)
+        if device is None:
+            return error(404, f"fail to query device by name {name}")
+        if device.get("adminState", "UNLOCKED") == "LOCKED":
+            return error(423, f"device {name} AdminState is LOCKED")
+        if device.get("operatingState", "UP") == "DOWN":
+            return error(503, f"device service for {name} is unavailable")
+        try:
+            body = await request.json()
+        except ValueError:
+            return error(400, "request body is not JSON")
+        if not isinstance(body, dict) or not body:
+            return error(400, "a SettingRequest is an object of resource name -> value")
+        for resource_name, value in body.items():
+            resource = device["resources"].get(resource_name)
+            if resource is None:
+                return error(404, f"device resource {resource_name} not found")
+            if resource.get("readWrite", "RW") == "R":
+                return error(400, f"device resource {resource_name} is read-only")
+            if not isinstance(value, str):
+                return error(400, f"value of {resource_name} must be a string")
+        for resource_name, value in body.items():
+            device["resources"][resource_name]["value"] = value
+        return {"apiVersion": "v3", "statusCode": 200}
 
     return app
 
@@ -156,11 +232,42 @@ def homeassistant_app() -> FastAPI:
             },
         }
 
+    states_now = {s["entity_id"]: s for s in copy.deepcopy(HA_STATES)}
+    app.state.entities = states_now  # tests read what the services did
+
     @app.get("/api/states", response_model=None)
     def states(request: Request, authorization: str | None = Header(default=None)) -> Any:
         if not authorized(authorization):
             return JSONResponse({"message": "Unauthorized"}, status_code=401)
-        return HA_STATES
+        return list(states_now.values())
+
+    @app.get("/api/states/{entity_id}", response_model=None)
+    def state(entity_id: str, authorization: str | None = Header(default=None)) -> Any:
+        if not authorized(authorization):
+            return JSONResponse({"message": "Unauthorized"}, status_code=401)
+        if entity_id not in states_now:
+            return JSONResponse({"message": "Entity not found."}, status_code=404)
+        return states_now[entity_id]
+
+    @app.post("/api/services/{domain}/{service}", response_model=None)
+    async def call_service(
+        domain: str, service: str, request: Request, authorization: str | None = Header(default=None)
+    ) -> Any:
+        if not authorized(authorization):
+            return JSONResponse({"message": "Unauthorized"}, status_code=401)
+        data = await request.json() if await request.body() else {}
+        entity = states_now.get(str(data.get("entity_id", "")))
+        if entity is None or not entity["entity_id"].startswith(domain + "."):
+            return JSONResponse({"message": f"Service {domain}.{service} not found."}, status_code=400)
+        if service == "set_temperature" and domain in ("climate", "water_heater"):
+            entity["attributes"]["temperature"] = data["temperature"]
+        elif service in ("turn_on", "turn_off"):
+            entity["state"] = "on" if service == "turn_on" else "off"
+        elif service == "set_value" and domain in ("number", "input_number"):
+            entity["state"] = str(data["value"])
+        else:
+            return JSONResponse({"message": f"Service {domain}.{service} not found."}, status_code=400)
+        return [entity]  # the states that changed
 
     return app
 

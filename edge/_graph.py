@@ -1,0 +1,72 @@
+"""Points as the graph records them, for the safety layer: address, writability, limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from core.errors import OsedError
+from edge._base import PointTarget
+from graphstore import GraphStore
+from mapper import building_iri, read_points_graph
+
+
+class GraphResolver:
+    """``resolve(building, point)``: a point by IRI or raw name in a stored building.
+
+    Building graphs are read at most every ``ttl_s`` seconds (writes are rare; a model
+    that changed is seen within that time)."""
+
+    def __init__(self, store: GraphStore, base_iri: str = "urn:osed:", ttl_s: float = 5.0) -> None:
+        self.store = store
+        self.base_iri = base_iri
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, dict[str, PointTarget], dict[str, list[str]]]] = {}
+        self._lock = threading.Lock()
+
+    def _points(self, building: str) -> tuple[dict[str, PointTarget], dict[str, list[str]]]:
+        with self._lock:
+            hit = self._cache.get(building)
+            if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+                return hit[1], hit[2]
+        iri = str(building_iri(self.base_iri, building))
+        if iri not in self.store.graphs():
+            raise OsedError(f"no building '{building}'")
+        by_iri: dict[str, PointTarget] = {}
+        by_name: dict[str, list[str]] = {}
+        for point, raw in read_points_graph(self.store.get_graph(iri)):
+            if raw.address is None:
+                continue
+            target = PointTarget(
+                building=building,
+                iri=str(point),
+                name=raw.name,
+                address=raw.address,
+                writable=bool(raw.writable),
+                minimum=raw.minimum,
+                maximum=raw.maximum,
+                unit=raw.unit,
+            )
+            by_iri[target.iri] = target
+            by_name.setdefault(raw.name, []).append(target.iri)
+        with self._lock:
+            self._cache[building] = (time.monotonic(), by_iri, by_name)
+        return by_iri, by_name
+
+    def __call__(self, building: str, point: str) -> PointTarget:
+        by_iri, by_name = self._points(building)
+        if point in by_iri:
+            return by_iri[point]
+        iris = by_name.get(point, [])
+        if len(iris) == 1:
+            return by_iri[iris[0]]
+        if len(iris) > 1:
+            raise OsedError(f"{len(iris)} points in '{building}' are named '{point}': use the point's IRI")
+        raise OsedError(f"no point '{point}' with an adapter address in building '{building}'")
+
+    def forget(self, building: str | None = None) -> None:
+        with self._lock:
+            if building is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(building, None)
