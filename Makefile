@@ -40,6 +40,7 @@ format: $(STAMP)
 ## Labeling benchmarks on the shared dev datasets; rewrites docs/benchmarks.md.
 eval: $(STAMP)
 	$(BIN)/python -m eval.report ../shared/datasets/dev > docs/benchmarks.md
+	$(BIN)/python -m eval.gridsim --buildings 1000 > docs/gridsim.md
 
 clean:
 	rm -rf $(VENV) var

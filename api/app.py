@@ -112,6 +112,16 @@ class OverrideIn(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
+class GridRunIn(BaseModel):
+    buildings: list[str] = Field(default_factory=list)
+    under: str | None = Field(default=None, description="every building under this transformer or feeder")
+    params: dict[str, Any] = Field(default_factory=dict)
+    load_kw: float | None = Field(
+        default=None, description="measured load at the constraint (default: meters)"
+    )
+    dry_run: bool | None = None
+
+
 class LoginIn(BaseModel):
     username: str = Field(max_length=64)
     password: str = Field(max_length=256)
@@ -157,6 +167,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             except Exception:
                 log.exception("lease expiry pass failed")
             await asyncio.sleep(settings.edge.expiry_check_s)
+
+    tasks: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -648,6 +660,112 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             asdict(e)
             for e in platform.safety.store.audit_log(point=point, actor=actor, since=since, limit=limit)
         ]
+
+    # -- grid topology and grid functions ----------------------------------------------------
+    runs: dict[str, dict[str, Any]] = {}
+
+    @app.post("/topology", tags=["grid"], dependencies=[need("operator")])
+    async def upload_topology(file: UploadFile) -> dict[str, Any]:
+        """Replace the grid topology (CSV id,kind,label,parent,rated_kva, or Turtle)."""
+        from gridfunctions import load_topology, read_topology, topology_graph
+
+        data = await file.read(10_000_001)
+        name = file.filename or "topology.csv"
+        base = settings.base_iri
+        graph = topology_graph(Path(name), data=data, base_iri=base)
+        triples = load_topology(platform.store, graph, base)
+        topo = read_topology(platform.store, base)
+        return {"triples": triples, "feeders": topo.feeders, "transformers": topo.transformers,
+                "buildings": topo.building_parents}  # fmt: skip
+
+    @app.get("/gridfunctions", tags=["grid"], dependencies=[need("viewer")])
+    def list_gridfunctions() -> list[dict[str, Any]]:
+        """Installed grid functions with their parameters (JSON schema), the SPARQL they bind
+        to and the SHACL shape of what a building needs."""
+        from gridfunctions import available
+
+        return [
+            {
+                "name": name,
+                "title": cls.title,
+                "kinds": list(cls.kinds),
+                "params": cls.Params.model_json_schema(),
+                "requirements": cls.requirements(platform.ontology.index),
+                "shape": cls.shape(),
+            }
+            for name, cls in available().items()
+        ]
+
+    @app.get("/gridfunctions/{name}/check", tags=["grid"], dependencies=[need("viewer")])
+    def check_gridfunction(name: str, building: str) -> dict[str, Any]:
+        """Can the function bind this building, and what is missing if not."""
+        from gridfunctions import check, get
+
+        return asdict(check(get(name), platform.store, platform.ontology, building, settings.base_iri))
+
+    @app.post("/gridfunctions/{name}/plan", tags=["grid"], dependencies=[need("viewer")])
+    async def plan_gridfunction(name: str, body: GridRunIn) -> dict[str, Any]:
+        """What the function would do now; nothing is written."""
+        from gridfunctions import get
+        from gridfunctions._runner import prepare, select_buildings
+
+        fn = get(name)
+        chosen = select_buildings(platform, body.buildings, body.under)
+        prepared = await prepare(platform, fn, body.params, chosen, load_kw=body.load_kw)
+        return {
+            "buildings": chosen,
+            "actions": [asdict(a) for a in prepared.plan.actions],
+            "report": prepared.plan.report,
+            "read_errors": prepared.read_errors,
+        }
+
+    @app.post("/gridfunctions/{name}/run", status_code=202, tags=["grid"], dependencies=[need("operator")])
+    async def run_gridfunction(name: str, body: GridRunIn) -> dict[str, Any]:
+        """Run the function through the safety layer; poll ``/gridfunctions/runs/{run}``."""
+        from gridfunctions import get, new_run_id
+        from gridfunctions._runner import run, select_buildings
+
+        fn = get(name)
+        chosen = select_buildings(platform, body.buildings, body.under)
+        fn.params(body.params)  # refuse bad parameters now, not in the background
+        run_id = new_run_id()
+        runs[run_id] = {"run": run_id, "function": name, "buildings": chosen, "status": "running"}
+
+        async def work() -> None:
+            try:
+                _prepared, report = await run(
+                    platform,
+                    fn,
+                    body.params,
+                    chosen,
+                    load_kw=body.load_kw,
+                    dry_run=body.dry_run,
+                    run_id=run_id,
+                )
+                runs[run_id].update(status="finished", result=asdict(report))
+            except OsedError as exc:
+                runs[run_id].update(status="failed", error=str(exc))
+
+        task = asyncio.create_task(work())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return runs[run_id]
+
+    @app.get("/gridfunctions/runs/{run_id}", tags=["grid"], dependencies=[need("viewer")])
+    def get_run(run_id: str) -> dict[str, Any]:
+        if run_id not in runs:
+            raise HTTPException(404, f"no run '{run_id}'")
+        return runs[run_id]
+
+    @app.delete("/gridfunctions/runs/{run_id}", tags=["grid"], dependencies=[need("operator")])
+    async def stop_run(run_id: str, request: Request) -> dict[str, Any]:
+        """End a run now: every lease it holds is released (the points return to what they were)."""
+        if run_id not in runs:
+            raise HTTPException(404, f"no run '{run_id}'")
+        owner = f"gridfn:{runs[run_id]['function']}:{run_id}"
+        released = await platform.safety.release_owner(owner, by=caller_name(request), reason="run stopped")
+        runs[run_id]["status"] = "stopped"
+        return {"run": run_id, "released": [lease.id for lease in released]}
 
     # -- SPARQL 1.1 Protocol -----------------------------------------------------------------
     def run_sparql(request: Request, query: str | None, update: str | None, explicit: str | None) -> Response:

@@ -778,6 +778,175 @@ def _lease_time(ts: float) -> str:
     return _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(ts))
 
 
+# -- grid topology and grid functions -------------------------------------------------------
+@main.group()
+def topology() -> None:
+    """The grid topology: feeders, transformers (rated kVA) and the buildings they feed."""
+
+
+@topology.command(name="load")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def topology_load(source: Path) -> None:
+    """Replace the topology with a CSV (id,kind,label,parent,rated_kva) or Turtle file."""
+    from gridfunctions import load_topology, read_topology, topology_graph
+
+    platform = _platform()
+    try:
+        base = platform.settings.base_iri
+        triples = load_topology(platform.store, topology_graph(source, base_iri=base), base)
+        topo = read_topology(platform.store, base)
+        click.echo(
+            f"topology: {len(topo.feeders)} feeders, {len(topo.transformers)} transformers, "
+            f"{len(topo.building_parents)} buildings ({triples} triples)"
+        )
+    finally:
+        platform.close()
+
+
+@main.group()
+def gridfn() -> None:
+    """Grid functions: list, check a building, plan (nothing written), run."""
+
+
+@gridfn.command(name="list")
+def gridfn_list() -> None:
+    """Installed grid functions (entry-point group osed.gridfunctions)."""
+    from gridfunctions import available
+
+    for name, cls in available().items():
+        click.echo(f"{name}\t{cls.title}\tassets: {', '.join(cls.kinds)}")
+
+
+@gridfn.command(name="check")
+@click.argument("name")
+@click.option("--building", "buildings", multiple=True, required=True)
+def gridfn_check(name: str, buildings: tuple[str, ...]) -> None:
+    """Whether NAME can bind each building, and exactly what is missing where not."""
+    from gridfunctions import check, get
+
+    platform = _platform()
+    try:
+        fn = get(name)
+        unbindable = 0
+        for b in buildings:
+            r = check(fn, platform.store, platform.ontology, b, platform.settings.base_iri)
+            assets = ", ".join(f"{k} {v}" for k, v in sorted(r.assets.items())) or "none"
+            click.echo(f"{b}\t{'bindable' if r.bindable else 'NOT bindable'}\tassets: {assets}")
+            for m in r.missing:
+                click.echo(f"  missing: {m}")
+            unbindable += not r.bindable
+        if unbindable:
+            sys.exit(EXIT_INVALID)
+    finally:
+        platform.close()
+
+
+def _gridfn_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.argument("name"),
+            click.option("--building", "buildings", multiple=True, help="A building (repeat for several)."),
+            click.option("--under", help="Every building under this transformer or feeder (topology)."),
+            click.option("--param", "params", multiple=True, help="NAME=VALUE (JSON values allowed)."),
+            click.option("--params-json", help="All parameters as one JSON object."),
+            click.option("--load-kw", type=float, help="Measured load at the constraint (default: meters)."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _parse_params(params: tuple[str, ...], params_json: str | None) -> dict[str, Any]:
+    import json
+
+    out: dict[str, Any] = {}
+    if params_json:
+        try:
+            loaded = json.loads(params_json)
+        except ValueError as exc:
+            raise OsedError(f"--params-json is not JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise OsedError("--params-json must be a JSON object")
+        out.update(loaded)
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise OsedError(f"--param '{item}': use NAME=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+@gridfn.command(name="plan")
+@_gridfn_options
+def gridfn_plan(
+    name: str,
+    buildings: tuple[str, ...],
+    under: str | None,
+    params: tuple[str, ...],
+    params_json: str | None,
+    load_kw: float | None,
+) -> None:
+    """What NAME would do now (reads the assets; writes nothing)."""
+    import json
+
+    from gridfunctions import get
+    from gridfunctions._runner import prepare, select_buildings
+
+    async def work(platform: Platform) -> None:
+        fn = get(name)
+        chosen = select_buildings(platform, list(buildings), under)
+        prepared = await prepare(platform, fn, _parse_params(params, params_json), chosen, load_kw=load_kw)
+        for a in prepared.plan.actions:
+            value = "release" if a.value is None else a.value
+            click.echo(
+                f"+{a.at_s:.0f}s\t{a.building}\t{a.point}\t{value}\t{a.expected_kw:+.2f} kW\t{a.reason}"
+            )
+        for b, e in prepared.read_errors.items():
+            click.echo(f"read failed in {b}: {e}", err=True)
+        report = {k: v for k, v in prepared.plan.report.items() if k != "schedules_kw"}
+        click.echo(json.dumps(report, sort_keys=True))
+
+    _edge(work)
+
+
+@gridfn.command(name="run")
+@_gridfn_options
+@click.option("--dry-run", is_flag=True, help="Everything but the protocol writes.")
+def gridfn_run(
+    name: str,
+    buildings: tuple[str, ...],
+    under: str | None,
+    params: tuple[str, ...],
+    params_json: str | None,
+    load_kw: float | None,
+    dry_run: bool,
+) -> None:
+    """Plan NAME and carry it out through the safety layer (leases end with the event)."""
+    import json
+    from dataclasses import asdict
+
+    from gridfunctions import get
+    from gridfunctions._runner import run, select_buildings
+
+    async def work(platform: Platform) -> None:
+        fn = get(name)
+        chosen = select_buildings(platform, list(buildings), under)
+        _prepared, report = await run(
+            platform, fn, _parse_params(params, params_json), chosen, load_kw=load_kw, dry_run=dry_run or None
+        )
+        out = asdict(report)
+        out["report"] = {k: v for k, v in out["report"].items() if k != "schedules_kw"}
+        click.echo(json.dumps(out, sort_keys=True))
+        if report.failures:
+            for b, e in report.failures.items():
+                click.echo(f"failed in {b}: {e}", err=True)
+
+    _edge(work)
+
+
 def load_demo(platform: Platform) -> None:
     from api.demo import DEMO_BUILDING, demo_points
 

@@ -23,6 +23,7 @@ class ModbusAdapter(Adapter):
         self.timeout_s = timeout_s
         self._clients: dict[tuple[str, int], Any] = {}
         self._loops: dict[tuple[str, int], asyncio.AbstractEventLoop] = {}
+        self._locks: dict[tuple[tuple[str, int], int], asyncio.Lock] = {}
 
     def _where(self, address: ModbusAddress) -> tuple[str, int]:
         text = address.host or self.default_host
@@ -37,26 +38,31 @@ class ModbusAdapter(Adapter):
         address = _address(target)
         host, port = self._where(address)
         loop = asyncio.get_running_loop()
-        client = self._clients.get((host, port))
-        if client is not None and self._loops.get((host, port)) is not loop:
-            _drop(client)  # made in another event loop (another CLI command or test)
-            client = None
-        if client is None or not client.connected:
-            self._loops[(host, port)] = loop
-            client = AsyncModbusTcpClient(
-                host, port=port, timeout=self.timeout_s, retries=1, reconnect_delay=0
-            )
-            self._clients[(host, port)] = client
-            try:
-                ok = await asyncio.wait_for(client.connect(), self.timeout_s + 1)
-            except (TimeoutError, OSError):
-                ok = False
-            if not ok:
-                client.close()
-                del self._clients[(host, port)]
-                raise DeviceUnreachable(
-                    "no Modbus TCP connection", device=f"{host}:{port}", point=target.name
+        key = (host, port)
+        lock = self._locks.get((key, id(loop)))
+        if lock is None:
+            lock = self._locks[(key, id(loop))] = asyncio.Lock()
+        async with lock:  # concurrent reads share one connection per device
+            client = self._clients.get(key)
+            if client is not None and self._loops.get(key) is not loop:
+                _drop(client)  # made in another event loop (another CLI command or test)
+                client = None
+            if client is None or not client.connected:
+                self._loops[key] = loop
+                client = AsyncModbusTcpClient(
+                    host, port=port, timeout=self.timeout_s, retries=1, reconnect_delay=0
                 )
+                self._clients[key] = client
+                try:
+                    ok = await asyncio.wait_for(client.connect(), self.timeout_s + 1)
+                except (TimeoutError, OSError):
+                    ok = False
+                if not ok:
+                    _drop(client)
+                    self._clients.pop(key, None)
+                    raise DeviceUnreachable(
+                        "no Modbus TCP connection", device=f"{host}:{port}", point=target.name
+                    )
         return client
 
     async def _do(self, target: PointTarget, what: str, call: Any) -> Any:

@@ -124,6 +124,20 @@ class Validator:
             points_checked=len(points),
         )
 
+    def check(self, model: Graph, shapes: Graph) -> list[str]:
+        """Messages of the violations of ``shapes`` (another party's requirements, e.g. a grid
+        function's) over ``model`` with its class closure; empty when it conforms."""
+        data = self._prepare(model)
+        conforms, report, _text = pyshacl.validate(
+            data, shacl_graph=shapes, inference="none", advanced=True, allow_warnings=True
+        )
+        if conforms:
+            return []
+        if not isinstance(report, Graph):  # pyshacl refused the shapes themselves
+            raise OntologyError(f"invalid requirement shapes: {_text.strip()[:300]}")
+        messages = {str(m) for m in report.objects(None, SH.resultMessage)}
+        return sorted(messages) or ["the requirements are not met"]
+
     def _relevant_shapes(self, data: Graph) -> Graph:
         """Only the shapes that can target something in ``data``, with what they refer to.
 

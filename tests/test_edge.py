@@ -148,6 +148,15 @@ def test_bacnet_write_at_priority_8_and_release_relinquishes(platform: Platform,
             assert (await adapter.priority_array(occ))[7] is False and await adapter.read(occ) is False
             with pytest.raises(EdgeError, match="1-2 are life safety"):
                 await adapter.write(sp, 50.0, 1)
+            # A write the device refuses (a BACnet error: no such object) is a typed error
+            # naming device and point.
+            from edge import PointTarget
+            from mapper import BACnetAddress
+
+            ghost = BACnetAddress(1001, "analog-value", 99, device_address=address)
+            with pytest.raises(PointNotFound, match=r"AHU-1\.GHOST.*unknown-object") as refused:
+                await adapter.write(PointTarget("hq", "urn:x", "AHU-1.GHOST", ghost, True), 10.0, 8)
+            assert refused.value.device.startswith("bacnet:1001")
             await layer.close()
 
         run(scenario())
