@@ -134,17 +134,12 @@ def similar(platform: Platform, building: str, point: str) -> Similar:
 
 
 def _rows(platform: Platform, building: str, iris: list[str]) -> list[PointRow]:
-    if not iris:
-        return []
-    wanted = set(iris)
-    total, _ = platform.points(building, limit=1)
+    """The table rows of these points, in this order (fetched by IRI, 1,000 at a time)."""
     rows: dict[str, PointRow] = {}
-    # Pages in name order; a building is at most a few tens of thousands of points.
-    for offset in range(0, total, 1000):
-        _, page = platform.points(building, offset=offset, limit=1000)
-        rows.update({r.iri: r for r in page if r.iri in wanted})
-        if len(rows) == len(wanted):
-            break
+    for start in range(0, len(iris), 1000):
+        chunk = iris[start : start + 1000]
+        _, page = platform.points(building, limit=len(chunk), iris=chunk)
+        rows.update({r.iri: r for r in page})
     return [rows[i] for i in iris if i in rows]
 
 

@@ -586,14 +586,16 @@ class Platform:
         where: PointFilter | None = None,
         sort: str = "name",
         descending: bool = False,
+        iris: Sequence[str] | None = None,
     ) -> tuple[int, list[PointRow]]:
         """One page of a building's points, filtered and sorted in the store (server-side
-        paging: a 10,000-point building costs one page per request)."""
+        paging: a 10,000-point building costs one page per request). ``iris`` restricts the
+        page to those points."""
         iri = self.require_building(building)
         where = where or PointFilter()
         if status or text:
             where = where.model_copy(update={"status": status or where.status, "q": text or where.q})
-        body = self._filtered(iri, where)
+        body = self._filtered(iri, where, iris)
         total_q = self.store.query(sparql_prefixes() + f"SELECT (COUNT(?p) AS ?n) WHERE {{ {body} }}")
         total = int(str(total_q.rows[0]["n"])) if total_q.rows else 0
         key = _SORT_KEYS.get(sort)
@@ -627,8 +629,13 @@ class Platform:
         )
         return [str(r["p"]) for r in result.rows]
 
-    def _filtered(self, iri: str, where: PointFilter) -> str:
+    def _filtered(self, iri: str, where: PointFilter, iris: Sequence[str] | None = None) -> str:
         filters = []
+        if where.point:
+            iris = [i for i in iris if i == where.point] if iris is not None else [where.point]
+        if iris is not None:
+            safe = " ".join(f"<{i}>" for i in iris if not _NOT_IN_IRI.search(i))
+            filters.append(f"VALUES ?p {{ {safe} }}")
         if where.status:
             filters.append(f'FILTER(?status = "{_escape(where.status)}")')
         if where.q:
@@ -643,8 +650,6 @@ class Platform:
             filters.append(f'FILTER(?equip = "{_escape(where.equipment)}")')
         if where.min_confidence is not None:
             filters.append(f"FILTER(COALESCE(?conf, 0.0) >= {float(where.min_confidence)})")
-        if where.point:
-            filters.append(f'FILTER(STR(?p) = "{_escape(where.point, 2000)}")')
         if where.max_confidence is not None:
             filters.append(f"FILTER(COALESCE(?conf, 0.0) <= {float(where.max_confidence)})")
         return f"""GRAPH <{iri}> {{
@@ -663,6 +668,9 @@ _SORT_KEYS = {
     "class": "STR(?cls)",
     "equipment": 'COALESCE(?equip, "")',
 }
+
+
+_NOT_IN_IRI = re.compile(r'[\s<>"{}|\\^`]')
 
 
 def _iri_safe(name: str) -> str:
@@ -780,8 +788,8 @@ def _activity(prov: Graph, act: URIRef, who: URIRef, when: datetime, action: str
     prov.add((act, OSED.batch, Literal(batch)))
 
 
-def _escape(text: str, limit: int = 200) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")[:limit]
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")[:200]
 
 
 __all__ = [
