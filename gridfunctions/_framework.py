@@ -191,13 +191,21 @@ def check(
 ) -> CheckResult:
     """Can ``fn`` run on ``building``? Which required points or relations are missing
     (from the SHACL report of the function's shape over the building and the topology)."""
+    return bind(fn, store, ontology, building, base_iri)[0]
+
+
+def bind(
+    fn: GridFunction, store: GraphStore, ontology: Ontology, building: str, base_iri: str = "urn:osed:"
+) -> tuple[CheckResult, list[Asset]]:
+    """``check``, and the assets the function binds in the building."""
     iri = str(building_iri(base_iri, building))
-    if iri not in store.graphs():
+    graphs = store.graphs()
+    if iri not in graphs:
         raise OsedError(f"no building '{building}'")
     data = Graph()
     data += store.get_graph(iri)
     topo = topology_iri(base_iri)
-    if topo in store.graphs():
+    if topo in graphs:
         data += store.get_graph(topo)
     shapes = Graph().parse(data=fn.shape(), format="turtle")
     missing = ontology.validator.check(data, shapes)
@@ -205,13 +213,10 @@ def check(
     counts: dict[str, int] = {}
     for a in assets:
         counts[a.kind] = counts.get(a.kind, 0) + 1
-    return CheckResult(fn.name, building, not missing and bool(assets), counts, missing)
+    return CheckResult(fn.name, building, not missing and bool(assets), counts, missing), assets
 
 
 # -- state, plan, run -----------------------------------------------------------------------
-Reader = Callable[[str, str], Any]
-
-
 async def read_state(
     assets: Sequence[Asset],
     read: Callable[[str, str], Any],

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import EdgeError, OsedError
 from edge._base import as_number
-from gridfunctions._assets import find_assets, read_topology
+from gridfunctions._assets import Asset, read_topology
 from gridfunctions._framework import (
     GridFunction,
     GridState,
     Plan,
     RunReport,
-    check,
+    bind,
     execute,
     new_run_id,
     read_state,
@@ -61,20 +61,15 @@ async def prepare(
 
     parsed = fn.params(params)
     refusals = []
+    assets: list[Asset] = []
     for b in buildings:
-        result = check(fn, platform.store, platform.ontology, b, platform.settings.base_iri)
+        result, bound = bind(fn, platform.store, platform.ontology, b, platform.settings.base_iri)
         if not result.bindable:
             missing = "; ".join(result.missing) or "no controllable asset"
             refusals.append(f"{b}: {missing}")
+        assets += bound
     if refusals:
         raise OsedError(f"{fn.name} cannot run on " + " | ".join(refusals))
-    assets = find_assets(
-        platform.store,
-        platform.ontology.index,
-        base_iri=platform.settings.base_iri,
-        buildings=buildings,
-        kinds=fn.kinds,
-    )
     safety = platform.safety
     states, errors = await read_state(assets, safety.read)
     if load_kw is None:
