@@ -739,7 +739,9 @@ def lock(target: str, building: str, duration: str, reason: str, operator: str) 
         o = platform.safety.lock(
             building, target, operator=operator, reason=reason, duration_s=parse_duration(duration)
         )
-        click.echo(f"{o.id}\tlocked {o.target} until {_lease_time(o.until)}")
+        from edge import utc_text
+
+        click.echo(f"{o.id}\tlocked {o.target} until {utc_text(o.until)}")
 
     _edge(work)
 
@@ -763,19 +765,15 @@ def audit(point: str | None, limit: int) -> None:
     """The audit log of the safety layer, newest first: who, what, old, new, why, result."""
 
     async def work(platform: Platform) -> None:
+        from edge import utc_text
+
         for e in platform.safety.store.audit_log(point=point, limit=limit):
             click.echo(
-                f"{_lease_time(e.at)}\t{e.actor}\t{e.action}\t{e.point}\t{e.old} -> {e.new}\t"
+                f"{utc_text(e.at)}\t{e.actor}\t{e.action}\t{e.point}\t{e.old} -> {e.new}\t"
                 f"{e.result}\t{e.reason}\t{e.detail}"
             )
 
     _edge(work)
-
-
-def _lease_time(ts: float) -> str:
-    import time as _time
-
-    return _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(ts))
 
 
 # -- grid topology and grid functions -------------------------------------------------------

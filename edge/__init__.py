@@ -3,7 +3,7 @@ layer every write passes through."""
 
 from edge._base import Adapter, PointTarget, Value
 from edge._graph import GraphResolver
-from edge._safety import PointLimit, SafetyConfig, SafetyLayer, WriteResult
+from edge._safety import PointLimit, SafetyConfig, SafetyLayer, WriteResult, utc_text
 from edge._store import AuditEntry, Lease, Override, SafetyStore
 from edge.settings import EdgeSettings, adapter_factory, parse_duration, safety_layer
 
@@ -24,4 +24,5 @@ __all__ = [
     "adapter_factory",
     "parse_duration",
     "safety_layer",
+    "utc_text",
 ]

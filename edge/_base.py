@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
+from core.errors import DeviceTimeout, DeviceUnreachable
 from mapper import Address, RawPoint
 
 Value = float | int | bool | str
@@ -89,6 +91,15 @@ class LoopHttp:
             self._http = httpx.AsyncClient(timeout=self.timeout_s, headers=self.headers)
             self._loop = loop
         return self._http
+
+    async def request(self, method: str, url: str, body: Any, *, device: str, point: str) -> httpx.Response:
+        """The response, whatever its status; no answer or no connection as typed errors."""
+        try:
+            return await self.client().request(method, url, json=body)
+        except httpx.TimeoutException:
+            raise DeviceTimeout(f"{method} {url}: no answer", device=device, point=point) from None
+        except httpx.HTTPError as exc:
+            raise DeviceUnreachable(f"{method} {url}: {exc}", device=device, point=point) from None
 
     async def close(self) -> None:
         if self._http is not None and self._loop is asyncio.get_running_loop():

@@ -152,7 +152,8 @@ class SafetyLayer:
             if holder is not None and holder.owner != owner and prio <= holder.priority:
                 exc2 = LeaseConflict(
                     f"point {target.name} is held by {holder.owner} (priority {holder.priority}, "
-                    f"lease {holder.id}, until {_when(holder.expires)}); priority {prio} does not preempt it"
+                    f"lease {holder.id}, until {utc_text(holder.expires)}); "
+                    f"priority {prio} does not preempt it"
                 )
                 self._audit(
                     owner,
@@ -240,7 +241,8 @@ class SafetyLayer:
         if held:
             o = held[0]
             raise PointLocked(
-                f"point {target.name} is locked by operator {o.operator} until {_when(o.until)} ({o.reason})"
+                f"point {target.name} is locked by operator {o.operator} "
+                f"until {utc_text(o.until)} ({o.reason})"
             )
 
     def _limit(
@@ -393,7 +395,7 @@ class SafetyLayer:
         )
         self.store.save_override(override)
         self._audit(
-            operator, "lock", building, key, None, None, reason, "ok", f"until {_when(override.until)}"
+            operator, "lock", building, key, None, None, reason, "ok", f"until {utc_text(override.until)}"
         )
         return override
 
@@ -440,7 +442,8 @@ class SafetyLayer:
         self.store.close()
 
 
-def _when(ts: float) -> str:
+def utc_text(ts: float) -> str:
+    """A timestamp as ISO 8601 UTC, for messages and listings."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 

@@ -54,16 +54,7 @@ class EdgeXAdapter(Adapter):
             return await asyncio.to_thread(self.bus.command, target, method, body)
         address = _address(target)
         url = self._url(address)
-        try:
-            response = await self._http.client().request(method, url, json=body)
-        except httpx.TimeoutException:
-            raise DeviceTimeout(
-                f"{method} {url}: no answer", device=address.device, point=target.name
-            ) from None
-        except httpx.HTTPError as exc:
-            raise DeviceUnreachable(
-                f"{method} {url}: {exc}", device=address.device, point=target.name
-            ) from None
+        response = await self._http.request(method, url, body, device=address.device, point=target.name)
         message = _message(response)
         status = response.status_code
         if status == 404:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
-
-from core.errors import DeviceTimeout, DeviceUnreachable, EdgeError, PointNotFound, WriteRefused
+from core.errors import DeviceUnreachable, EdgeError, PointNotFound, WriteRefused
 from edge._base import Adapter, LoopHttp, PointTarget, Value, as_bool, as_number
 from mapper import HomeAssistantAddress, RawPoint, discover_homeassistant
 
@@ -38,16 +36,9 @@ class HomeAssistantAdapter(Adapter):
 
     async def _call(self, target: PointTarget, method: str, path: str, body: Any = None) -> Any:
         address = _address(target)
-        try:
-            response = await self._http.client().request(method, f"{self.url}{path}", json=body)
-        except httpx.TimeoutException:
-            raise DeviceTimeout(
-                f"{method} {path}: no answer", device=address.entity_id, point=target.name
-            ) from None
-        except httpx.HTTPError as exc:
-            raise DeviceUnreachable(
-                f"{method} {path}: {exc}", device=address.entity_id, point=target.name
-            ) from None
+        response = await self._http.request(
+            method, f"{self.url}{path}", body, device=address.entity_id, point=target.name
+        )
         if response.status_code == 404:
             raise PointNotFound(f"Home Assistant 404 for {path}", device=address.entity_id, point=target.name)
         if response.status_code == 401:
