@@ -120,6 +120,14 @@ class GridRunIn(BaseModel):
         default=None, description="measured load at the constraint (default: meters)"
     )
     dry_run: bool | None = None
+    duration_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 86400,
+        description="run as an event for this long, re-planned every step_s on what is measured "
+        "(leases end with the event); without it the plan is carried out once",
+    )
+    step_s: float = Field(default=60.0, ge=1, le=3600)
 
 
 class LoginIn(BaseModel):
@@ -663,6 +671,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
 
     # -- grid topology and grid functions ----------------------------------------------------
     runs: dict[str, dict[str, Any]] = {}
+    stops: dict[str, asyncio.Event] = {}
 
     @app.post("/topology", tags=["grid"], dependencies=[need("operator")])
     async def upload_topology(file: UploadFile) -> dict[str, Any]:
@@ -723,7 +732,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     async def run_gridfunction(name: str, body: GridRunIn) -> dict[str, Any]:
         """Run the function through the safety layer; poll ``/gridfunctions/runs/{run}``."""
         from gridfunctions import get, new_run_id
-        from gridfunctions._runner import run, select_buildings
+        from gridfunctions._runner import EventRun, event_progress, run, run_event, select_buildings
 
         fn = get(name)
         chosen = select_buildings(platform, body.buildings, body.under)
@@ -731,7 +740,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         run_id = new_run_id()
         runs[run_id] = {"run": run_id, "function": name, "buildings": chosen, "status": "running"}
 
-        async def work() -> None:
+        async def once() -> None:
             try:
                 _prepared, report = await run(
                     platform,
@@ -746,7 +755,32 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
             except OsedError as exc:
                 runs[run_id].update(status="failed", error=str(exc))
 
-        task = asyncio.create_task(work())
+        async def event(duration_s: float) -> None:
+            stop = asyncio.Event()
+            stops[run_id] = stop
+
+            def progress(state: EventRun) -> None:
+                runs[run_id].update(event_progress(state))
+
+            try:
+                state = await run_event(
+                    platform,
+                    fn,
+                    body.params,
+                    chosen,
+                    duration_s=duration_s,
+                    step_s=body.step_s,
+                    stop=stop,
+                    dry_run=body.dry_run,
+                    run_id=run_id,
+                    load_kw=body.load_kw,
+                    on_step=progress,
+                )
+                runs[run_id].update(event_progress(state))
+            finally:
+                stops.pop(run_id, None)
+
+        task = asyncio.create_task(event(body.duration_s) if body.duration_s else once())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return runs[run_id]
@@ -763,6 +797,12 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
         if run_id not in runs:
             raise HTTPException(404, f"no run '{run_id}'")
         owner = f"gridfn:{runs[run_id]['function']}:{run_id}"
+        if run_id in stops:
+            stops[run_id].set()  # the event loop ends its run itself (finish, then release)
+            for _ in range(300):
+                if run_id not in stops:
+                    break
+                await asyncio.sleep(0.1)
         released = await platform.safety.release_owner(owner, by=caller_name(request), reason="run stopped")
         runs[run_id]["status"] = "stopped"
         return {"run": run_id, "released": [lease.id for lease in released]}

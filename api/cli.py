@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -913,6 +914,12 @@ def gridfn_plan(
 @gridfn.command(name="run")
 @_gridfn_options
 @click.option("--dry-run", is_flag=True, help="Everything but the protocol writes.")
+@click.option(
+    "--duration",
+    help="Run as an event for this long (90s, 15m, 2h): re-planned every --step on what is "
+    "measured; Ctrl-C ends it early. Leases end with the event either way.",
+)
+@click.option("--step", default="60s", show_default=True, help="Decision interval of an event run.")
 def gridfn_run(
     name: str,
     buildings: tuple[str, ...],
@@ -921,15 +928,20 @@ def gridfn_run(
     params_json: str | None,
     load_kw: float | None,
     dry_run: bool,
+    duration: str | None,
+    step: str,
 ) -> None:
     """Plan NAME and carry it out through the safety layer (leases end with the event)."""
+    import asyncio
     import json
+    import signal
     from dataclasses import asdict
 
+    from edge import parse_duration
     from gridfunctions import get
-    from gridfunctions._runner import run, select_buildings
+    from gridfunctions._runner import EventRun, event_progress, run, run_event, select_buildings
 
-    async def work(platform: Platform) -> None:
+    async def once(platform: Platform) -> None:
         fn = get(name)
         chosen = select_buildings(platform, list(buildings), under)
         _prepared, report = await run(
@@ -942,7 +954,38 @@ def gridfn_run(
             for b, e in report.failures.items():
                 click.echo(f"failed in {b}: {e}", err=True)
 
-    _edge(work)
+    async def event(platform: Platform) -> None:
+        fn = get(name)
+        chosen = select_buildings(platform, list(buildings), under)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def progress(state: EventRun) -> None:
+            left = max(0.0, state.end - time.time())
+            report = json.dumps(event_progress(state)["report"], sort_keys=True)
+            click.echo(f"step {state.steps}\t{left:.0f}s left\twritten {state.written}\t{report}", err=True)
+
+        state = await run_event(
+            platform,
+            fn,
+            _parse_params(params, params_json),
+            chosen,
+            duration_s=parse_duration(duration or "0"),
+            step_s=parse_duration(step),
+            stop=stop,
+            dry_run=dry_run or None,
+            load_kw=load_kw,
+            on_step=progress,
+        )
+        click.echo(json.dumps(event_progress(state), sort_keys=True))
+        for b, e in state.failures.items():
+            click.echo(f"failed in {b}: {e}", err=True)
+        if state.status == "failed":
+            raise OsedError(state.error or "the event run failed")
+
+    _edge(event if duration else once)
 
 
 def load_demo(platform: Platform) -> None:

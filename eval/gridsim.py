@@ -302,7 +302,7 @@ def capacity(n: int, minutes: int = 240, seed: int = 7) -> dict[str, Any]:
         loads.append(last)
         over_deg += float(np.clip(fleet.zone - (params.comfort_max_f + DEADBAND_F), 0, None).sum()) / 60
     # The event ends: everything is released (staggered); the next hour shows the rebound.
-    end = fn.release_all(GridState(now=minutes * DT_S, assets=sim.state(assets), memory=memory), params)
+    end = fn.finish(GridState(now=minutes * DT_S, assets=sim.state(assets), memory=memory), params)
     pending = [(minutes * DT_S + a.at_s, a.point, a.value) for a in end.actions] + pending
     after = []
     free_after = []
@@ -366,13 +366,22 @@ def decision_time(devices: int = 10_000, seed: int = 3) -> dict[str, Any]:
 
 # -- cold-load pick-up ---------------------------------------------------------------------
 def cold_load(
-    n: int, outage_min: int = 120, after_min: int = 900, seed: int = 11, limit_share: float = 0.6
+    n: int,
+    outage_min: int = 120,
+    after_min: int = 900,
+    seed: int = 11,
+    limit_share: float = 0.6,
+    mode: str = "loop",
+    loop_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    loop_params = loop_params or {}
     _store, _ont, assets, _fleet, _bind = build_site(n, seed)
     outdoor = 95.0
     rng = np.random.default_rng(seed)
 
-    def run(control: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    def run(mode: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """``free``: uncontrolled; ``schedule``: the one-shot plan carried out open loop;
+        ``loop``: re-planned every minute on the measured load (an event run)."""
         f = Fleet(n, np.random.default_rng(seed))
         f.ev_need[:] = 0.0  # a night-time outage: the cars are charged; thermostatic loads remain
         for _ in range(outage_min):  # no power: zones warm, tanks cool, nothing runs
@@ -384,24 +393,39 @@ def cold_load(
         sim = SimAdapter(f, assets)
         report: dict[str, Any] = {}
         pending: list[tuple[float, str, Any]] = []
-        if control:
-            fn = ColdLoadPickup()
+        fn = ColdLoadPickup()
+        base = float(f.base.sum())
+        limit = limit_share * free_peak if mode != "free" else 0.0
+        params = (
+            fn.params({"limit_kw": limit, "outage_s": outage_min * 60, "base_kw": base, **loop_params})
+            if mode != "free"
+            else None
+        )
+        memory: dict[str, Any] = {}
+        if mode == "schedule":
             states = [AssetState(s.asset, 0.0, s.value, s.extra) for s in sim.state(assets)]
-            base = float(f.base.sum())
-            limit = limit_share * free_peak
-            plan = fn.plan(
-                GridState(now=0, assets=states),
-                fn.params({"limit_kw": limit, "outage_s": outage_min * 60, "base_kw": base}),
-            )
+            plan = fn.plan(GridState(now=0, assets=states), params)
             report = plan.report
             for act in plan.actions:
-                if act.at_s <= 0:
-                    sim.write(act.point, act.value)
-                else:
-                    pending.append((act.at_s, act.point, act.value))
-        loads = []
+                pending.append((act.at_s, act.point, act.value))
+        loads: list[float] = []
+        last_restored = 0.0
         for m in range(after_min):
             now = m * DT_S
+            if mode == "loop":
+                states = sim.state(assets)
+                if m == 0:
+                    states = [AssetState(s.asset, 0.0, s.value, s.extra) for s in states]
+                measured = loads[-1] if loads else base
+                plan = fn.plan(
+                    GridState(now=now, assets=states, load_kw=measured, memory=memory, loop=True), params
+                )
+                memory = plan.memory
+                if plan.report.get("new"):
+                    last_restored = now
+                report = {"groups": plan.report["groups"], "limit_kw": limit}
+                for act in plan.actions:
+                    pending.append((now + act.at_s, act.point, act.value))
             for item in [x for x in pending if x[0] <= now]:
                 sim.write(item[1], item[2])
                 pending.remove(item)
@@ -409,20 +433,26 @@ def cold_load(
                 f.ac_on = f.zone > f.cmd_sp - DEADBAND_F
                 f.wh_on = f.wh_temp < f.cmd_wh - 5
             loads.append(float(f.step(m, outdoor, _draw(rng, n)).sum()))
+        if mode == "loop":
+            report["starts_s"] = [last_restored]
+            report["still_held"] = len(memory.get("held", []))
         return np.array(loads), report
 
-    free, _ = run(False)
+    free, _ = run("free")
     free_peak = float(free.max())
-    held, report = run(True)
+    held, report = run(mode)
     return {
         "buildings": n,
+        "mode": mode,
         "outage_min": outage_min,
         "uncontrolled_peak_kw": round(float(free.max()), 1),
         "controlled_peak_kw": round(float(held.max()), 1),
         "peak_reduction_pct": round(float(100 * (1 - held.max() / free.max())), 1),
         "groups": report.get("groups"),
         "limit_kw": round(float(report.get("limit_kw", 0.0)), 1),
+        "minutes_over_limit": int((held > report.get("limit_kw", 0.0)).sum()),
         "restored_by_min": round(max(report.get("starts_s", [0])) / 60, 1),
+        "still_held": report.get("still_held", 0),
         "uncontrolled_back_to_normal_min": int(np.argmax(free < 0.55 * free.max())),
     }
 
@@ -614,8 +644,12 @@ def report(buildings: int = 1000) -> str:
     t0 = time.perf_counter()
     cap = capacity(buildings)
     dec = decision_time()
-    cold = cold_load(buildings)
-    cold_strict = cold_load(buildings, limit_share=0.5)
+    colds = [
+        ("event run (re-planned every minute on the measured load)", 0.6, cold_load(buildings)),
+        ("event run, margin 10 %", 0.6, cold_load(buildings, loop_params={"margin": 0.10})),
+        ("one-shot schedule (open loop)", 0.6, cold_load(buildings, mode="schedule")),
+        ("one-shot schedule (open loop)", 0.5, cold_load(buildings, limit_share=0.5, mode="schedule")),
+    ]
     tar = tariff()
     dr = demand_response(buildings)
     lines = [
@@ -645,17 +679,22 @@ def report(buildings: int = 1000) -> str:
         "",
         "## Cold-load pick-up (2 h outage at 95 °F, thermostats and water heaters)",
         "",
-        "| limit (share of uncontrolled peak) | uncontrolled peak kW | controlled peak kW | reduction | "
-        "groups | "
-        "last group starts (min) | uncontrolled back to 55 % of peak (min) |",
-        "|---|---|---|---|---|---|---|",
+        "| how | limit (share of uncontrolled peak) | uncontrolled peak kW | controlled peak kW | "
+        "reduction | minutes over limit | groups | last group starts (min) | "
+        "uncontrolled back to 55 % of peak (min) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for share, c in ((0.6, cold), (0.5, cold_strict)):
+    for how, share, c in colds:
         lines.append(
-            f"| {share:.0%} | {c['uncontrolled_peak_kw']} | {c['controlled_peak_kw']} | "
-            f"{c['peak_reduction_pct']} % | "
+            f"| {how} | {share:.0%} | {c['uncontrolled_peak_kw']} | {c['controlled_peak_kw']} | "
+            f"{c['peak_reduction_pct']} % | {c['minutes_over_limit']} | "
             f"{c['groups']} | {c['restored_by_min']} | {c['uncontrolled_back_to_normal_min']} |"
         )
+    lines += [
+        "",
+        "Restoring everything under 60 % of the uncontrolled peak takes hours on a 95 °F night because",
+        "the recovered steady load itself is close to 55 % of that peak; a higher limit restores sooner.",
+    ]
     lines += [
         "",
         "## Dynamic tariff (24 h at 15-min steps, re-planned every hour)",

@@ -51,6 +51,10 @@ class GridState:
     step_s: float = 60.0
     #: What the function returned as memory from its previous plan (hysteresis, rotation).
     memory: dict[str, Any] = field(default_factory=dict)
+    #: True when a runner re-plans every ``step_s`` for the whole event (closed loop): a
+    #: function then returns only what is due before the next step and keeps the rest in
+    #: its memory. False for a one-shot run, which carries out the whole plan as scheduled.
+    loop: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,12 @@ class GridFunction(ABC):
     @abstractmethod
     def plan(self, state: GridState, params: Any) -> Plan:
         """Pure: the same state and parameters give the same plan."""
+
+    def finish(self, state: GridState, params: Any) -> Plan:
+        """The end of an event run in a loop: what to do before the run's remaining leases
+        are released (a staggered release, say). By default nothing: every lease the run
+        still holds is released at once."""
+        return Plan(actions=[])
 
     # -- declared requirements --------------------------------------------------------------
     @classmethod

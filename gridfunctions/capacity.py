@@ -148,7 +148,7 @@ class CapacityLimit(GridFunction):
             },
         )
 
-    def release_all(self, state: GridState, params: Any) -> Plan:
+    def finish(self, state: GridState, params: Any) -> Plan:
         """The end of the event: release every curtailed asset, staggered and randomised
         so the load does not rebound all at once."""
         p: CapacityParams = params

@@ -307,3 +307,81 @@ def test_api_lists_checks_plans_and_runs(platform: Platform, tmp_path, peer) -> 
         stopped = c.delete(f"/gridfunctions/runs/{run_id}").json()
         assert len(stopped["released"]) == len(leases) and c.get("/edge/leases").json() == []
         assert peer.holding(12) == [1250] and peer.holding(13) == [320]
+
+
+def test_cold_load_pickup_in_a_loop_restores_only_when_the_measured_load_leaves_room() -> None:
+    fn = get("cold-load-pickup")
+    assets = [AssetState(s.asset, 0.0, s.value) for s in _assets(30) if s.asset.kind != "ev_charger"]
+    p = fn.params({"limit_kw": 60, "outage_s": 7200, "base_kw": 5, "spread_s": 120, "ramp_steps": 3,
+                   "ramp_step_s": 60, "settle_s": 0})  # fmt: skip
+    first = fn.plan(GridState(now=0, assets=assets, load_kw=5, loop=True), p)
+    assert first.report["held"] == 20 and first.report["groups"] == 0
+    assert len(first.actions) == 20 and all(a.value is not None and a.at_s == 0 for a in first.actions)
+    sent: dict[str, list[Any]] = {}
+    memory, now, load = first.memory, 60.0, 5.0
+    while now < 6 * 3600:
+        step = fn.plan(GridState(now=now, assets=assets, load_kw=load, memory=memory, loop=True), p)
+        assert all(0 <= a.at_s < 60 for a in step.actions)  # only what is due before the next step
+        if load > 50:
+            assert step.report["new"] == 0  # no room measured: nobody else comes back
+        for a in step.actions:
+            sent.setdefault(a.asset, []).append(a.value)
+        memory = step.memory
+        # The restored ones settle to their normal draw; every third minute an overload.
+        restored = sum(1 for v in sent.values() if v[-1] is None)
+        load = 5 + 2.0 * restored if int(now / 60) % 3 else 58.0
+        if step.report["done"]:
+            break
+        now += 60
+    assert step.report["done"] and step.report["groups"] > 1
+    assert set(sent) == {s.asset.id for s in assets} and all(v[-1] is None for v in sent.values())
+    tstat = next(s for s in assets if s.asset.kind == "thermostat")
+    ramp = sent[tstat.asset.id][:-1]
+    hold = first.memory["held"][0][2] if first.memory["held"][0][0] == tstat.asset.id else None
+    assert len(ramp) == 2 and ramp == sorted(ramp, reverse=True) and ramp[-1] > tstat.value
+    assert hold is None or ramp[0] < hold
+
+
+def test_event_run_replans_every_step_and_releases_when_stopped_or_over(
+    platform: Platform, tmp_path, peer
+) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.test_cli import osed
+
+    home(platform, tmp_path, peer.host)
+    body = {"buildings": ["hq"], "params": {"shed_kw": 1, "duration_s": 600}, "load_kw": 10,
+            "duration_s": 60, "step_s": 1}  # fmt: skip
+    with TestClient(create_app(platform.settings, platform=platform)) as c:
+        started = c.post("/gridfunctions/demand-response/run", json=body)
+        assert started.status_code == 202
+        run_id = started.json()["run"]
+        deadline = time.monotonic() + 20
+        while (
+            c.get(f"/gridfunctions/runs/{run_id}").json().get("steps", 0) < 3 and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        status = c.get(f"/gridfunctions/runs/{run_id}").json()
+        assert status["status"] == "running" and status["steps"] >= 3 and status["written"] >= 1
+        assert status["report"]["achieved_kw"] == 0  # the load given stays 10 kW
+        leases = c.get("/edge/leases").json()
+        assert leases and all(x["owner"] == f"gridfn:demand-response:{run_id}" for x in leases)
+        assert all(x["expires"] <= time.time() + 61 for x in leases)  # they end with the event, not in 600 s
+        assert peer.holding(12) != [1250] or peer.holding(10) != [740]
+        stopped = c.delete(f"/gridfunctions/runs/{run_id}")
+        assert stopped.status_code == 200
+        assert c.get("/edge/leases").json() == [] and peer.holding(12) == [1250] and peer.holding(10) == [740]
+        assert c.get(f"/gridfunctions/runs/{run_id}").json()["status"] == "stopped"
+    # From the CLI: an event that ends by itself releases everything at its end.
+    assert osed("load", str(tmp_path / "hq.csv"), "--building", "hq", cwd=tmp_path).returncode == 0
+    done = osed("gridfn", "run", "demand-response", "--building", "hq", "--param", "shed_kw=1",
+                "--param", "duration_s=600", "--load-kw", "10", "--duration", "3s", "--step", "1s",
+                cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == "finished" and result["steps"] >= 2 and result["released"] >= 1
+    assert "step 1" in done.stderr
+    assert peer.holding(12) == [1250] and peer.holding(10) == [740]
