@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge.openadr.settings import OpenADRSettings
 from edge.settings import EdgeSettings
 from graphstore import StoreSettings
 
@@ -66,6 +67,7 @@ class Settings(BaseSettings):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
+    openadr: OpenADRSettings = Field(default_factory=OpenADRSettings)
 
     @model_validator(mode="after")
     def _refuse_unsafe_in_production(self) -> Settings:

@@ -166,7 +166,7 @@ def event_progress(state: EventRun) -> dict[str, Any]:
 async def run_event(
     platform: Platform,
     fn: GridFunction,
-    params: dict[str, Any],
+    params: dict[str, Any] | Callable[[float], dict[str, Any]],
     buildings: list[str],
     *,
     duration_s: float,
@@ -181,11 +181,16 @@ async def run_event(
     function's memory (``GridState.loop``), and carry out what is due before the next step,
     with leases that end when the event ends. At the end (or when ``stop`` is set) the
     function's ``finish`` plan is carried out and every lease the run still holds is
-    released. A building whose adapter fails is reported and the others go on."""
+    released. A building whose adapter fails is reported and the others go on. ``params``
+    may be a function of the time (an OpenADR event whose intervals change the ask)."""
     if duration_s <= 0 or step_s <= 0:
         raise OsedError("an event run needs a positive duration and step")
     stop = stop or asyncio.Event()
-    parsed = fn.params(params)
+
+    def current() -> dict[str, Any]:
+        return params(time.time()) if callable(params) else params
+
+    parsed = fn.params(current())
     run_id = run_id or new_run_id()
     owner = f"gridfn:{fn.name}:{run_id}"
     end = time.time() + duration_s
@@ -194,8 +199,10 @@ async def run_event(
     try:
         while not stop.is_set() and time.time() < end:
             began = time.monotonic()
+            now_params = current()
+            parsed = fn.params(now_params)
             prepared = await prepare(
-                platform, fn, params, buildings, load_kw=load_kw, memory=memory, loop=True, step_s=step_s
+                platform, fn, now_params, buildings, load_kw=load_kw, memory=memory, loop=True, step_s=step_s
             )
             memory = prepared.plan.memory
             left = max(1.0, end - time.time())
