@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from api import _review
+from api import _openadr, _review
 from api._jobs import Job, JobManager
 from api._service import (
     BuildingNotFound,
@@ -48,6 +48,9 @@ from core.errors import (
     SafetyRefused,
 )
 from graphstore import is_update
+
+if TYPE_CHECKING:
+    from edge.openadr.vtn import Vtn
 from mapper import discover_bacnet, discover_edgex, discover_homeassistant, read_points
 
 log = logging.getLogger("osed.api")
@@ -162,7 +165,9 @@ class ValidationOut(BaseModel):
     results: list[ValidationItem]
 
 
-def create_app(settings: Settings, *, platform: Platform | None = None) -> FastAPI:
+def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn | None = None) -> FastAPI:
+    """The REST API; with ``vtn`` (``osed vtn``) it also runs the OpenADR VTN and serves the
+    coordinator routes under /openadr."""
     platform = platform or Platform(settings)
     jobs = JobManager()
 
@@ -181,7 +186,11 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         expiry = asyncio.create_task(expire_leases())
+        if vtn is not None:
+            await vtn.start()
         yield
+        if vtn is not None:
+            await vtn.stop()
         expiry.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await expiry
@@ -281,6 +290,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None) -> FastA
     @app.exception_handler(OsedError)
     def _osed(_r: Request, exc: OsedError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    _openadr.add_routes(app, vtn, need)
 
     # -- pages ----------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -988,6 +988,74 @@ def gridfn_run(
     _edge(event if duration else once)
 
 
+@main.command()
+@click.option(
+    "--vtn", "vtn_url", required=True, help="The VTN's URL, e.g. http://vtn:8080/OpenADR2/Simple/2.0b"
+)
+@click.option("--ven-name", required=True, help="This VEN's name, as the VTN knows it.")
+@click.option("--building", "buildings", multiple=True, help="A stored building (repeat; default: all).")
+@click.option("--dry-run", is_flag=True, help="Run events through everything but the protocol writes.")
+def ven(vtn_url: str, ven_name: str, buildings: tuple[str, ...], dry_run: bool) -> None:
+    """The building side of OpenADR 2.0b: register with a VTN, poll, turn its events into
+    grid-function runs (signal table: openadr.signal_table), opt in or out, report power
+    and flexibility. Every exchange is logged. Ctrl-C stops it (running events released)."""
+    import asyncio
+    import signal
+
+    from edge.openadr.ven import Ven
+
+    _openadr_logging()
+
+    async def work(platform: Platform) -> None:
+        chosen = list(buildings) or [str(b["id"]) for b in platform.buildings()]
+        if not chosen:
+            raise OsedError("no building stored: load one first (osed load … --building B)")
+        node = Ven(platform, vtn_url=vtn_url, ven_name=ven_name, buildings=chosen, dry_run=dry_run or None)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo(f"VEN {ven_name} for {', '.join(chosen)} -> {vtn_url} (Ctrl-C to stop)", err=True)
+        await node.run(stop)
+
+    _edge(work)
+
+
+@main.command()
+@click.option("--port", type=int, help="OpenADR port of the VTN (default openadr.vtn_port, 8080).")
+@click.option("--api-port", type=int, help="Port of the coordinator REST API (default api.port, 8000).")
+@click.option("--host", help="Address of the REST API (default api.host).")
+def vtn(port: int | None, api_port: int | None, host: str | None) -> None:
+    """The coordinator side of OpenADR 2.0b: a VTN on --port and the REST API with the
+    /openadr routes (register VENs, create/modify/cancel events, read opts and reports) on
+    --api-port. Every exchange is logged."""
+    import uvicorn
+
+    from api.app import create_app
+    from edge.openadr.vtn import Vtn
+
+    _openadr_logging()
+    platform = _platform()
+    settings = platform.settings
+    node = Vtn(settings.openadr, settings.data_dir, port=port)
+    app = create_app(settings, platform=platform, vtn=node)
+    host = host or settings.api.host
+    api_port = api_port or settings.api.port
+    click.echo(f"OpenADR VTN: {node.url}", err=True)
+    click.echo(f"coordinator API: http://{host}:{api_port}/docs#/openadr", err=True)
+    uvicorn.run(app, host=host, port=api_port, log_level="warning")
+
+
+def _openadr_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in ("osed.openadr", "osed.gridfunctions"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def load_demo(platform: Platform) -> None:
     from api.demo import DEMO_BUILDING, demo_points
 

@@ -149,3 +149,110 @@ def test_our_ven_against_a_plain_openleadr_vtn(platform: Platform, tmp_path, pee
             await server.stop()
 
     asyncio.run(scenario())
+
+
+def test_our_vtn_against_a_plain_openleadr_ven_and_our_ven_end_to_end(
+    platform: Platform,
+    tmp_path,
+    peer,  # noqa: F811
+) -> None:
+    from fastapi.testclient import TestClient
+    from openleadr import OpenADRClient
+
+    from api.app import create_app
+    from edge.openadr.vtn import Vtn
+
+    home(platform, tmp_path, peer.host)
+    s = platform.settings.openadr
+    s.vtn_poll_s = s.vtn_report_s = s.report_min_s = 1.0
+    vtn = Vtn(s, tmp_path / "var", port=free_port())
+    received: list[tuple[str, str, str]] = []
+
+    def on_event(event: dict[str, Any]) -> str:
+        d = event["event_descriptor"]
+        received.append((d["event_id"], d["event_status"], event["event_signals"][0]["signal_name"]))
+        return "optIn"
+
+    async def on_update_event(event: dict[str, Any]) -> str:
+        return on_event(event)
+
+    async def scenario(c: TestClient) -> None:
+        async def call(method: str, url: str, **kw: Any) -> Any:
+            return await asyncio.to_thread(getattr(c, method), url, **kw)
+
+        provisioned = await call("post", "/openadr/vens", json={"ven_name": "plain-ven", "groups": ["north"]})
+        assert provisioned.status_code == 201
+        plain_id = provisioned.json()["ven_id"]
+        plain = OpenADRClient(ven_name="plain-ven", vtn_url=vtn.url, show_fingerprint=False)
+        plain.on_event, plain.on_update_event = on_event, on_update_event
+        plain.add_report(callback=lambda: 42.0, resource_id="meter-1", measurement="power_real",
+                         sampling_rate=timedelta(seconds=1), report_duration=timedelta(hours=1))  # fmt: skip
+        await plain.run()
+        ours = Ven(platform, vtn_url=vtn.url, ven_name="hq-ven", buildings=["hq"])
+        stop = asyncio.Event()
+        ours_task = asyncio.create_task(ours.run(stop))
+        try:
+            assert plain.ven_id == plain_id  # the VTN gave the provisioned id
+            await asyncio.wait_for(ours.registered.wait(), 20)
+            vens = (await call("get", "/openadr/vens")).json()
+            assert {v["ven_name"] for v in vens if v["registration_id"]} == {"plain-ven", "hq-ven"}
+            # Bad input is refused with what is wrong.
+            bad = await call("post", "/openadr/events", json={"ven_ids": ["nobody"], "signal_name": "SIMPLE",
+                             "signal_type": "level", "intervals": [{"duration_s": 60, "value": 1}]})  # fmt: skip
+            assert bad.status_code == 400 and "nobody" in bad.json()["detail"]
+            # An event for a group reaches the plain VEN, which opts in; its reports arrive.
+            body = {"group": "north", "signal_name": "SIMPLE", "signal_type": "level",
+                    "intervals": [{"duration_s": 120, "value": 1}]}  # fmt: skip
+            created = await call("post", "/openadr/events", json=body)
+            assert created.status_code == 201, created.text
+            north = created.json()["event_id"]
+            assert created.json()["targets"] == [plain_id]
+
+            async def event(event_id: str) -> dict[str, Any]:
+                return (await call("get", f"/openadr/events/{event_id}")).json()
+
+            await until(lambda: received, what="the plain VEN's event")
+            got = await until_async(lambda: event(north), lambda e: e["opts"].get(plain_id) == "optIn")
+            assert plain_id in got["delivered"]
+            reports = await until_async(lambda: call("get", "/openadr/reports", params={"ven_id": plain_id}),
+                                        lambda r: r.json().get(plain_id))  # fmt: skip
+            assert 42.0 in [v for series in reports.json()[plain_id].values() for _t, v in series]
+            changed = await call(
+                "patch", f"/openadr/events/{north}", json={"intervals": [{"duration_s": 60, "value": 2}]}
+            )
+            assert changed.status_code == 200 and changed.json()["modification"] == 1
+            await until(lambda: len(received) >= 2, what="the modification")
+            assert (await call("delete", f"/openadr/events/{north}")).json()["status"] == "cancelled"
+            await until(lambda: any(r[1] == "cancelled" for r in received), what="the cancellation")
+            # End to end: an event for all VENs makes our VEN plan and lease through the safety layer.
+            body = {"all": True, "signal_name": "SIMPLE", "signal_type": "level",
+                    "intervals": [{"duration_s": 120, "value": 2}]}  # fmt: skip
+            everyone = (await call("post", "/openadr/events", json=body)).json()["event_id"]
+            ours_id = ours.client.ven_id if ours.client else ""
+            await until_async(lambda: event(everyone), lambda e: e["opts"].get(ours_id) == "optIn")
+            leases = await until(lambda: platform.safety.store.leases(statuses=("active",)), what="leases")
+            assert {x.owner for x in leases} == {f"gridfn:demand-response:oadr-{everyone}-0"}
+            assert peer.holding(12) != [1250] or peer.holding(10) != [740] or peer.holding(13) != [320]
+            flex = await until_async(lambda: call("get", "/openadr/reports", params={"ven_id": ours_id}),
+                                     lambda r: "availableFlexibility" in r.json().get(ours_id, {}))  # fmt: skip
+            assert flex.json()[ours_id]["RealPower"]
+            await call("delete", f"/openadr/events/{everyone}")
+            await until(lambda: not platform.safety.store.leases(statuses=("active",)), what="release")
+            assert peer.holding(10) == [740] and peer.holding(12) == [1250] and peer.holding(13) == [320]
+        finally:
+            stop.set()
+            await ours_task
+            await plain.stop()
+
+    with TestClient(create_app(platform.settings, platform=platform, vtn=vtn)) as c:
+        asyncio.run(scenario(c))
+
+
+async def until_async(get: Callable[[], Any], ok: Callable[[Any], Any], timeout_s: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = await get()
+        if ok(value):
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out; last: {value!r}")
