@@ -37,10 +37,11 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Labeling benchmarks on the shared dev datasets; rewrites docs/benchmarks.md.
+## Benchmarks: labeling (docs/benchmarks.md), grid simulation (docs/gridsim.md), OpenADR scale.
 eval: $(STAMP)
 	$(BIN)/python -m eval.report ../shared/datasets/dev > docs/benchmarks.md
 	$(BIN)/python -m eval.gridsim --buildings 1000 > docs/gridsim.md
+	$(BIN)/python -m eval.openadr_scale --vens 200 > docs/openadr-scale.md
 
 clean:
 	rm -rf $(VENV) var
