@@ -256,3 +256,37 @@ async def until_async(get: Callable[[], Any], ok: Callable[[Any], Any], timeout_
             return value
         await asyncio.sleep(0.2)
     raise AssertionError(f"timed out; last: {value!r}")
+
+
+def test_an_event_that_ends_while_the_vtn_is_gone_still_ends_and_releases(
+    platform: Platform,
+    tmp_path,
+    peer,  # noqa: F811
+) -> None:
+    home(platform, tmp_path, peer.host)
+    port = free_port()
+    opts: dict[str, str] = {}
+
+    async def scenario() -> None:
+        server = plain_vtn(port, opts, [])
+        await server.run()
+        ven = Ven(platform, vtn_url=f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b", ven_name="hq-ven",
+                  buildings=["hq"])  # fmt: skip
+        stop = asyncio.Event()
+        ven_task = asyncio.create_task(ven.run(stop))
+        try:
+            await asyncio.wait_for(ven.registered.wait(), 20)
+            event_id = simple_event(server, opts, level=3, seconds=6)
+            await until(lambda: opts.get(event_id) == "optIn", what="the opt-in")
+            await until(lambda: platform.safety.store.leases(statuses=("active",)), what="leases")
+            await server.stop()  # the VTN drops mid-event
+            await until(lambda: not platform.safety.store.leases(statuses=("active",)), timeout_s=30,
+                        what="the release at the event's end")  # fmt: skip
+            assert ven.events[event_id].status == "finished"
+            assert peer.holding(10) == [740] and peer.holding(12) == [1250] and peer.holding(13) == [320]
+            assert ven.client is not None and ven.client.failures >= 1  # polls failed and backed off
+        finally:
+            stop.set()
+            await ven_task
+
+    asyncio.run(scenario())
