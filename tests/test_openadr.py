@@ -34,7 +34,12 @@ async def until(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "
 
 
 def plain_vtn(port: int, opts: dict[str, str], reports: list[tuple[str, float]]) -> OpenADRServer:
-    server = OpenADRServer(vtn_id="PLAINVTN", http_port=port, http_host="127.0.0.1",
+    def ven_lookup(ven_id: str) -> dict[str, str]:
+        # openleadr keeps the lookup on a class: every VTN in a process needs its own.
+        known = {"ven_id": "ven-hq", "ven_name": "hq-ven", "registration_id": "reg-hq"}
+        return known if ven_id == "ven-hq" else {}
+
+    server = OpenADRServer(vtn_id="PLAINVTN", http_port=port, http_host="127.0.0.1", ven_lookup=ven_lookup,
                            requested_poll_freq=timedelta(seconds=1), show_fingerprint=False)  # fmt: skip
 
     async def on_create_party_registration(registration_info: dict[str, Any]) -> tuple[str, str]:
