@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from openleadr import OpenADRClient
+from openleadr import OpenADRClient, objects
 
 from core.errors import EdgeError, OsedError
 from edge.openadr.signals import Rule, Translation, load_table, translate
@@ -128,34 +128,25 @@ class Ven:
         client.on_update_event = self.on_update_event
         client.add_hook("before_send_xml", lambda xml: log.info("VEN -> VTN %s", message_type(xml)))
         client.add_hook("after_receive_xml", lambda xml: log.info("VTN -> VEN %s", message_type(xml)))
-        rate = timedelta(seconds=s.report_min_s)
-        sampling = {"sampling_rate": None, "report_duration": timedelta(hours=1)}
-        from openleadr import objects
-
-        sampling["sampling_rate"] = objects.SamplingRate(
-            min_period=rate, max_period=timedelta(hours=1), on_change=False
+        sampling = objects.SamplingRate(
+            min_period=timedelta(seconds=s.report_min_s), max_period=timedelta(hours=1), on_change=False
         )
         resource = ",".join(self.buildings)
-        client.add_report(
-            callback=self.power_kw,
-            resource_id=resource,
-            measurement="power_real",
-            unit="W",
-            scale="k",
-            report_specifier_id="osed-telemetry",
-            r_id="power",
-            **sampling,
-        )
-        client.add_report(
-            callback=self.flexibility_kw,
-            resource_id=resource,
-            measurement="availableFlexibility",
-            unit="W",
-            scale="k",
-            report_specifier_id="osed-telemetry",
-            r_id="flexibility",
-            **sampling,
-        )
+        for r_id, callback, measurement in (
+            ("power", self.power_kw, "power_real"),
+            ("flexibility", self.flexibility_kw, "availableFlexibility"),
+        ):
+            client.add_report(
+                callback=callback,
+                resource_id=resource,
+                measurement=measurement,
+                unit="W",
+                scale="k",
+                report_specifier_id="osed-telemetry",
+                r_id=r_id,
+                sampling_rate=sampling,
+                report_duration=timedelta(hours=1),
+            )
         return client
 
     async def run(self, stop: asyncio.Event) -> None:
