@@ -76,10 +76,11 @@ def evaluate(
 ) -> LabelingResult:
     """Label a dataset and score it.
 
-    ``examples_per_building``: the first K distinct names are confirmed first.
+    ``examples_per_building``: the row of each of the first K distinct names is confirmed.
     ``active``: the agent's own ``suggest_review`` picks K points (or a percentage of the
     rows), they are confirmed with their true class, and the rest is labeled again.
-    Confirmed rows are left out of the scores.
+    The confirmed rows (one per name) are left out of the scores; other rows with the same
+    name are scored: labeling them from the confirmed one is the agent's job.
     """
     ontology = ontology or Ontology.load()
     rows = _read(path)
@@ -97,25 +98,27 @@ def evaluate(
     agent = LabelingAgent(ontology, knowledge, config=config, retriever=retriever, calibration=calibration)
     if llm_for is not None:
         agent.llm = llm_for(agent)
-    confirmed: set[str] = set()
+    confirmed: set[int] = set()
     mode = "zero-shot"
     if examples_per_building:
         mode = f"first {examples_per_building} names"
-        for r, cls in zip(rows, truth, strict=True):
-            if len(confirmed) >= examples_per_building:
+        names: set[str] = set()
+        for i, (r, cls) in enumerate(zip(rows, truth, strict=True)):
+            if len(names) >= examples_per_building:
                 break
-            if r["name"] not in confirmed:
-                confirmed.add(r["name"])
+            if r["name"] not in names:
+                names.add(r["name"])
+                confirmed.add(i)
                 agent.learn([Example(r["name"], cls)])
     budget = parse_budget(active, len(rows)) if active else 0
     if budget:
         mode = f"active {active}"
         picked = agent.suggest_review(points, budget)
         agent.learn([Example(points[i].name, truth[i]) for i in picked])
-        confirmed.update(points[i].name for i in picked)
+        confirmed.update(picked)
     suggestions = agent.suggest(points)
     elapsed = time.perf_counter() - start
-    scored = [(s, t) for r, s, t in zip(rows, suggestions, truth, strict=True) if r["name"] not in confirmed]
+    scored = [(s, t) for i, (s, t) in enumerate(zip(suggestions, truth, strict=True)) if i not in confirmed]
     n = len(scored) or 1
     exact = sum(1 for s, t in scored if s.brick_class == t)
     parent = sum(1 for s, t in scored if s.brick_class and ontology.index.is_subclass(t, s.brick_class))
