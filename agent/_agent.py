@@ -157,6 +157,7 @@ class LabelingAgent:
             self.knowledge.kind_hints,
             self.knowledge.related,
             self.knowledge.defaults,
+            self.knowledge.qualifiers,
         )
         self.memory = _ExampleMemory(self.parser)
         self._tag_names = {t.lower(): t for t in self.scorer.vocabulary}

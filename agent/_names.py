@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -36,6 +37,8 @@ class Knowledge:
     defaults: dict[str, tuple[str, ...]] = field(default_factory=dict)
     compose_prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     compose_suffixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Tags that say which stream or place a reading is about; multi-tag [defaults] need none.
+    qualifiers: frozenset[str] = frozenset()
     max_phrase: int = 3
 
     @classmethod
@@ -62,8 +65,9 @@ class Knowledge:
                 data.setdefault("compose", {}).setdefault(part, {}).update(
                     extra.get("compose", {}).get(part, {})
                 )
-            if "implicit" in extra:
-                data["implicit"] = extra["implicit"]
+            for section in ("implicit", "qualifiers"):
+                if section in extra:
+                    data[section] = extra[section]
         tokens = {_key(k): tuple(str(v).split()) for k, v in data.get("tokens", {}).items()}
         phrases = {
             tuple(_key(w) for w in k.split()): tuple(str(v).split())
@@ -86,6 +90,7 @@ class Knowledge:
             compose_suffixes={
                 _key(k): tuple(str(v).split()) for k, v in data.get("compose", {}).get("suffixes", {}).items()
             },
+            qualifiers=frozenset(data.get("qualifiers", {}).get("tags", [])),
             max_phrase=max((len(k) for k in phrases), default=1),
         )
 
@@ -132,14 +137,31 @@ def tokenize(name: str, keep: frozenset[str] = frozenset()) -> list[str]:
             if piece.lower() in keep:
                 out.append(piece)
                 continue
+            glued = _glued_keep(piece, keep)
+            if glued:
+                out.extend(glued)
+                continue
             out.extend(m.group(0) for m in _ALNUM.finditer(piece) if m.group(0).strip("."))
     return out
+
+
+def _glued_keep(piece: str, keep: frozenset[str]) -> list[str] | None:
+    """``ZCO2`` -> ``Z CO2``: letters glued to a kept token that has digits in it."""
+    low = piece.lower()
+    for k in sorted(keep, key=len, reverse=True):
+        if len(low) > len(k) and low.endswith(k) and any(c.isdigit() for c in k):
+            head = piece[: -len(k)]
+            if head.isalpha():
+                return [head, piece[-len(k) :]]
+    return None
 
 
 _STRONG = re.compile(r"/|\\|:|\.{2,}|_{2,}|\s-\s")
 
 
-def point_signature(name: str, keep: frozenset[str] = frozenset()) -> str:
+def point_signature(
+    name: str, keep: frozenset[str] = frozenset(), known: Callable[[str], bool] | None = None
+) -> str:
     """The part of a name that says what the point is, without equipment or location.
 
     Vendors put the point function last: after the last strong separator (``/``, ``:``,
@@ -158,10 +180,21 @@ def point_signature(name: str, keep: frozenset[str] = frozenset()) -> str:
         after = after[1:]
     words = [t for t in tokens if not _DIGITS.match(t)]
     if not after:
-        # Nothing after the last identifier: the function comes first
-        # (operatingMode1st Floor VAS1, Zone Temp 2 RMI007).
-        first_id = next((i for i, t in enumerate(tokens) if _DIGITS.match(t)), len(tokens))
-        after = [t for t in tokens[:first_id] if not _DIGITS.match(t)] or words
+        # Nothing after the last identifier: the function is the run of words between
+        # numbers that says most (operatingMode1st Floor VAS1, RMI516 Zone Temp 2), the
+        # first one on a tie.
+        runs: list[list[str]] = [[]]
+        for tok in tokens:
+            if _DIGITS.match(tok) and tok.lower() not in keep:
+                runs.append([])
+            else:
+                runs[-1].append(tok)
+        runs = [r for r in runs if r]
+
+        def says(run: list[str]) -> int:
+            return sum(1 for t in run if known(_key(t))) if known else 0
+
+        after = max(runs, key=says) if runs else words
     elif sum(len(t) for t in after) < 2:
         # A lone letter says too little (AHU2-OCC-C): keep the word before it too.
         after = words[-2:]
@@ -228,6 +261,13 @@ class NameParser:
                     for piece in pieces:
                         tags.extend(kb.tokens[piece])
                     expansions.append((tokens[i], " ".join(t for p in pieces for t in kb.tokens[p])))
+                elif (glued := self._word_then_code(key)) is not None:
+                    # A whole word with a device code glued on (Temperaturedac, Humidityscc):
+                    # the word counts, the code stays unknown.
+                    word, _code = glued
+                    tags.extend(kb.tokens[word])
+                    expansions.append((tokens[i][: len(word)], " ".join(kb.tokens[word])))
+                    unknown.append(tokens[i][len(word) :])
                 else:
                     unknown.append(tokens[i])
             i += 1
@@ -239,8 +279,15 @@ class NameParser:
             locations=tuple(locations),
             expansions=tuple(expansions),
             context=tuple(dict.fromkeys(context)),
-            signature=point_signature(name, self._keep),
+            signature=point_signature(name, self._keep, self._says),
         )
+
+    def _says(self, key: str) -> bool:
+        """Whether a token means something about the point (not an equipment or place)."""
+        kb = self.knowledge
+        if key in kb.equipment or key in kb.locations:
+            return False
+        return bool(kb.tokens.get(key)) or self._compose(key) is not None
 
     def _identifier(self, keys: list[str], tokens: list[str], i: int) -> tuple[str, str, str, int] | None:
         """Equipment or location prefix followed by a number: AHU-1, VAV 2-03, RM-4144."""
@@ -286,6 +333,16 @@ class NameParser:
         return None
 
     @lru_cache(maxsize=16384)  # noqa: B019 - the parser lives as long as its knowledge
+    def _word_then_code(self, key: str) -> tuple[str, str] | None:
+        """``temperaturedac`` -> (``temperature``, ``dac``): the longest known word of six
+        letters or more that starts the token, and what follows it."""
+        known = self.knowledge.tokens
+        for cut in range(len(key) - 2, 5, -1):
+            word = key[:cut]
+            if known.get(word) and key[cut:].isalpha():
+                return word, key[cut:]
+        return None
+
     def _segment(self, key: str) -> tuple[str, ...] | None:
         """Split a glued token (``CLGSP``) into known abbreviations, fewest pieces first."""
         if len(key) < 4 or not key.isalpha():

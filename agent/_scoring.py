@@ -87,6 +87,18 @@ _UNIT_TAGS = {
 }
 
 
+#: What a point measures or sets. A class about another of these contradicts the evidence
+#: (a humidity reading is no temperature sensor, however well the rest matches).
+_MEASURES = frozenset(
+    {
+        "Temperature", "Humidity", "Flow", "Pressure", "CO2", "CO", "Power", "Energy", "Current",
+        "Voltage", "Speed", "Frequency", "Position", "Level", "Illuminance", "Dewpoint", "Enthalpy",
+        "Irradiance", "Luminance",
+    }
+)  # fmt: skip
+_CONTRADICTION = 3.0
+
+
 def object_type_key(object_type: str) -> str | None:
     key = object_type.strip().lower().replace("_", "-")
     key = _OBJECT_TYPE_ALIASES.get(key, key)
@@ -104,6 +116,9 @@ class ClassProfile:
     kind: str | None
     quantity: str | None
     depth: int
+    #: A deprecated or alias name: scored so old-style names are understood, but a current
+    #: class with the same tags is the better answer.
+    stale: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,20 +149,35 @@ class ClassScorer:
         kind_hints: dict[str, str] | None = None,
         related: dict[str, tuple[str, ...]] | None = None,
         defaults: dict[str, tuple[str, ...]] | None = None,
+        qualifiers: frozenset[str] = frozenset(),
     ) -> None:
         self._ontology = ontology
         self._implicit = implicit
         self._kind_hints = kind_hints or {}
         self._related = related or {}
-        self._defaults = defaults or {}
+        defaults = defaults or {}
+        self._defaults = {k: v for k, v in defaults.items() if " " not in k.strip()}
+        #: Unqualified readings and what they usually are: (tags, kind) -> tags to add weakly.
+        self._usual = [
+            (frozenset(normalise_tag(t) for t in k.split()), tuple(normalise_tag(t) for t in v))
+            for k, v in sorted(defaults.items())
+            if " " in k.strip()
+        ]
+        self._qualifiers = frozenset(normalise_tag(t) for t in qualifiers)
         index = ontology.index
         profiles = []
         # Deprecated and alias classes are scored too: their names are how points are
         # still named (Zone_Air_Temperature_Setpoint). Results are mapped to the class
-        # to use (Target_Zone_Air_Temperature_Setpoint) in rank().
-        for cls in index.point_classes(include_deprecated=True):
+        # to use (Target_Zone_Air_Temperature_Setpoint) in rank(). Brick gives most of them
+        # no tags; their names are made of tags, so the name's words that are tags stand in.
+        classes = list(index.point_classes(include_deprecated=True))
+        known_tags = {t for cls in classes for t in cls.tags}
+        for cls in classes:
             kind = index.point_kind(cls.name)
-            tags = frozenset(normalise_tag(t) for t in cls.tags) - {"Point"} - KIND_TAGS
+            own = cls.tags
+            if not own and (cls.deprecated or cls.alias_of):
+                own = tuple(w for w in cls.name.split("_") if w in known_tags)
+            tags = frozenset(normalise_tag(t) for t in own) - {"Point"} - KIND_TAGS
             profiles.append(
                 ClassProfile(
                     name=cls.name,
@@ -155,6 +185,7 @@ class ClassScorer:
                     kind=kind,
                     quantity=index.quantity_kind(cls.name),
                     depth=len(index.ancestors(cls.name)),
+                    stale=bool(cls.deprecated or cls.alias_of),
                 )
             )
         self.profiles = profiles
@@ -209,6 +240,12 @@ class ClassScorer:
                 weak.update(_UNIT_TAGS.get(qk, ()))
             if "VolumeFlowRate" in unit.quantity_names and "Water" not in plain:
                 weak.add("Air")
+        if self._usual:
+            said = plain | weak | ({explicit} if explicit else set())
+            if not (said & self._qualifiers):
+                for needs, adds in self._usual:
+                    if needs <= said:
+                        weak.update(adds)
         key = object_type_key(object_type)
         costs = dict(_OBJECT_TYPE_KINDS[key]) if key else dict(_DEFAULT_KINDS)
         if not key and not explicit:
@@ -306,6 +343,9 @@ class ClassScorer:
             elif t in ev.weak_tags:
                 score += 0.5 * self.weights.get(t, 1.0) + costs[t]
         score -= 0.6 * (evidence_weight - matched_weight)
+        measures = ev.tags & _MEASURES
+        if measures and not (p.tags & measures) and p.tags & _MEASURES:
+            score -= _CONTRADICTION
         if ev.explicit_kind:
             if p.kind != ev.explicit_kind:
                 score -= 6.0 + ev.kind_costs.get(p.kind or "", 3.0) * 0.5
@@ -314,7 +354,7 @@ class ClassScorer:
         else:
             score -= ev.kind_costs.get(p.kind or "", 3.0)
         # Among equals, the more specific class (deeper) is the better description.
-        return score + 0.01 * p.depth
+        return score + 0.01 * p.depth - (0.05 if p.stale else 0.0)
 
     @staticmethod
     def _explain(p: ClassProfile, ev: Evidence, value: float) -> Scored:
