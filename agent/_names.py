@@ -201,6 +201,23 @@ def point_signature(
     return " ".join(_key(t) for t in after)
 
 
+def _span(keys: list[str], words: list[str]) -> tuple[int, int]:
+    """Token positions of the signature's words (their last occurrence); all if not found."""
+    n = len(words)
+    if n:
+        for begin in range(len(keys) - n, -1, -1):
+            if keys[begin : begin + n] == words:
+                return begin, begin + n
+        # Digits inside the function (CO2 kept whole, or an id between its words): match
+        # the first and last word instead.
+        for begin in range(len(keys) - 1, -1, -1):
+            if keys[begin] == words[0]:
+                stop = next((j for j in range(len(keys) - 1, begin - 1, -1) if keys[j] == words[-1]), None)
+                if stop is not None:
+                    return begin, stop + 1
+    return 0, len(keys)
+
+
 class NameParser:
     """Turns names into Brick tags using the knowledge base; cached per distinct name."""
 
@@ -223,8 +240,14 @@ class NameParser:
         context: list[str] = []
         for key in keys:
             context.extend(kb.context.get(key, ()))
+        signature = point_signature(name, self._keep, self._says)
+        start, end = _span(keys, signature.split())
+        #: Which token each tag came from: tags from outside the point function (the
+        #: equipment or place it sits in: "HEATING UNIT-1 Discharge Air Temp") are context.
+        owner: list[int] = []
         i = 0
         while i < len(keys):
+            owner.extend([i - 1] * (len(tags) - len(owner)))
             ident = self._identifier(keys, tokens, i)
             if ident is not None:
                 kind, cls, label, width = ident
@@ -271,6 +294,11 @@ class NameParser:
                 else:
                     unknown.append(tokens[i])
             i += 1
+        owner.extend([len(keys) - 1] * (len(tags) - len(owner)))
+        around = [t for t, at in zip(tags, owner, strict=True) if not start <= at < end]
+        if around and len(around) < len(tags):
+            tags = [t for t, at in zip(tags, owner, strict=True) if start <= at < end]
+            context.extend(around)
         return ParsedName(
             tokens=tuple(tokens),
             tags=tuple(tags),
@@ -279,7 +307,7 @@ class NameParser:
             locations=tuple(locations),
             expansions=tuple(expansions),
             context=tuple(dict.fromkeys(context)),
-            signature=point_signature(name, self._keep, self._says),
+            signature=signature,
         )
 
     def _says(self, key: str) -> bool:

@@ -97,6 +97,7 @@ _MEASURES = frozenset(
     }
 )  # fmt: skip
 _CONTRADICTION = 3.0
+_UNMEASURED = 1.0
 
 
 def object_type_key(object_type: str) -> str | None:
@@ -176,7 +177,12 @@ class ClassScorer:
             kind = index.point_kind(cls.name)
             own = cls.tags
             if not own and (cls.deprecated or cls.alias_of):
-                own = tuple(w for w in cls.name.split("_") if w in known_tags)
+                # Only where the class it now stands for still has those tags: Brick also
+                # retired names whose meaning moved (Heat_Sensor is now Temperature_Sensor).
+                words = tuple(w for w in cls.name.split("_") if w in known_tags)
+                target = index.canonical(cls.name)
+                if target in index and set(words) <= set(index.get(target).tags):
+                    own = words
             tags = frozenset(normalise_tag(t) for t in own) - {"Point"} - KIND_TAGS
             profiles.append(
                 ClassProfile(
@@ -344,8 +350,10 @@ class ClassScorer:
                 score += 0.5 * self.weights.get(t, 1.0) + costs[t]
         score -= 0.6 * (evidence_weight - matched_weight)
         measures = ev.tags & _MEASURES
-        if measures and not (p.tags & measures) and p.tags & _MEASURES:
-            score -= _CONTRADICTION
+        if measures and not (p.tags & measures):
+            # About another quantity: contradicts the name. About none (Fan_Status for a
+            # fan speed): a reading of that quantity is unlikely to be it.
+            score -= _CONTRADICTION if p.tags & _MEASURES else _UNMEASURED
         if ev.explicit_kind:
             if p.kind != ev.explicit_kind:
                 score -= 6.0 + ev.kind_costs.get(p.kind or "", 3.0) * 0.5
