@@ -129,6 +129,8 @@ class Evidence:
     kind_costs: dict[str, float]
     unit: Unit | None
     explicit_kind: str | None
+    #: Quantities the unit says the point measures (kW: power).
+    unit_measures: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,11 @@ class ClassScorer:
             # A physical unit makes a status or alarm unlikely.
             costs["Status"] += 1.0
             costs["Alarm"] += 1.5
+        unit_measures: frozenset[str] = frozenset()
+        if unit is not None:
+            unit_measures = frozenset(t for qk in unit.quantity_names for t in _UNIT_TAGS.get(qk, ())) & _MEASURES
         return Evidence(
+            unit_measures=unit_measures,
             tags=plain,
             weak_tags=frozenset(weak) - plain,
             kind_costs=costs,
@@ -354,6 +360,8 @@ class ClassScorer:
             # About another quantity: contradicts the name. About none (Fan_Status for a
             # fan speed): a reading of that quantity is unlikely to be it.
             score -= _CONTRADICTION if p.tags & _MEASURES else _UNMEASURED
+        elif ev.unit_measures and not measures and not (p.tags & _MEASURES):
+            score -= _UNMEASURED  # a reading in kW is about power, not a system status
         if ev.explicit_kind:
             if p.kind != ev.explicit_kind:
                 score -= 6.0 + ev.kind_costs.get(p.kind or "", 3.0) * 0.5
