@@ -18,7 +18,7 @@ from tqdm import tqdm
 from core.errors import IngestError, OsedError
 
 if TYPE_CHECKING:
-    from agent import Example
+    from agent import Example, Knowledge
     from api._service import Platform
     from api.settings import Settings
     from mapper import RawPoint
@@ -1091,25 +1091,43 @@ def load_demo(platform: Platform) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Fit the confidence map on these datasets, write it here, report held-out error.",
 )
+@click.option(
+    "--abbreviations",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Site abbreviation file (TOML) for every dataset; repeatable.",
+)
+@click.option(
+    "--sites",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of per-dataset site abbreviation files: DATASET.csv uses DATASET.toml if present.",
+)
 def eval_(
     datasets: Sequence[Path],
     examples_per_building: int,
     active: str,
     calibration: bool,
     fit_calibration: Path | None,
+    abbreviations: tuple[Path, ...],
+    sites: Path | None,
 ) -> None:
     """Benchmark labeling on datasets with a ground-truth brick_class column.
 
     Prints exact and parent-or-exact accuracy, top-3, coverage and precision at the
     abstention threshold, macro-F1, calibration error (ECE) and points per second."""
-    from eval.labeling import evaluate, format_calibration, format_table
+    from eval.labeling import evaluate, format_calibration, format_table, knowledge_for
 
     platform = _platform()
+    base = [*platform.settings.agent.abbreviation_files, *abbreviations]
+
+    def knowledge_of(path: Path) -> Knowledge:
+        return knowledge_for(path, base, sites)
+
     if fit_calibration:
         from eval.labeling import fit_calibration as fit
 
         fitted, held_out = fit(
-            datasets, ontology=platform.ontology, knowledge=platform.knowledge, retriever=platform.retriever
+            datasets, ontology=platform.ontology, retriever=platform.retriever, knowledge_of=knowledge_of
         )
         fitted.save(fit_calibration)
         click.echo(f"calibration map ({len(fitted.raw)} knots) -> {fit_calibration}")
@@ -1123,7 +1141,7 @@ def eval_(
             examples_per_building=examples_per_building,
             active=active,
             ontology=platform.ontology,
-            knowledge=platform.knowledge,
+            knowledge=knowledge_of(path),
             retriever=platform.retriever,
             llm_for=platform.llm_for,
         )

@@ -228,6 +228,25 @@ def format_calibration(results: list[LabelingResult]) -> str:
     return "\n".join(lines)
 
 
+#: Site abbreviation files the benchmark uses, one per dev building that needs one
+#: (``<dataset>.toml``): what an integrator writes for a site's own codes.
+SITES = Path(__file__).parent / "sites"
+
+
+def site_file(path: Path, sites: Path | None = SITES) -> Path | None:
+    """The site abbreviation file kept for a dataset, if there is one."""
+    if sites is None:
+        return None
+    candidate = sites / f"{path.stem}.toml"
+    return candidate if candidate.is_file() else None
+
+
+def knowledge_for(path: Path, base: Sequence[Path] = (), sites: Path | None = SITES) -> Knowledge:
+    """The knowledge base a dataset is labeled with: shipped, ``base`` files, its site file."""
+    site = site_file(path, sites)
+    return Knowledge.load(*base, *([site] if site else []))
+
+
 def fit_calibration(
     paths: Sequence[Path],
     *,
@@ -235,6 +254,7 @@ def fit_calibration(
     knowledge: Knowledge | None = None,
     retriever: ClassRetriever | None = None,
     active: str = "1%",
+    knowledge_of: Callable[[Path], Knowledge] | None = None,
 ) -> tuple[Calibration, dict[str, float]]:
     """Fit the confidence map on zero-shot and active-learning runs of every dataset.
 
@@ -252,7 +272,7 @@ def fit_calibration(
                 path,
                 active=mode,
                 ontology=ontology,
-                knowledge=knowledge,
+                knowledge=knowledge_of(path) if knowledge_of else knowledge,
                 retriever=retriever,
                 config=everything,
                 calibration=identity,
