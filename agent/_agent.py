@@ -87,16 +87,17 @@ class _ExampleMemory:
             for g in grams:
                 self._grams[g].add(self._ids[key])
 
-    def same_signature(self, signature: str, building: str) -> Counter[str] | None:
-        """Classes confirmed for this signature: in this building if any, else anywhere."""
+    def same_signature(self, signature: str, building: str) -> tuple[Counter[str], bool] | None:
+        """Classes confirmed for this signature: in this building if any (then ``True``),
+        else anywhere."""
         found = self.by_signature.get((building, signature))
         if found:
-            return found
+            return found, True
         merged: Counter[str] = Counter()
         for (_b, sig), classes in self.by_signature.items():
             if sig == signature:
                 merged.update(classes)
-        return merged or None
+        return (merged, False) if merged else None
 
     def similar(self, signature: str, building: str, limit: int = 5) -> list[tuple[float, Counter[str]]]:
         grams = _grams(signature)
@@ -254,7 +255,7 @@ class LabelingAgent:
             # a convention the other points may share (see _conventions).
             own = ranked[0].name if ranked else None
             return _Draft(point, parsed, None, [], None, decided=decided, own_guess=own)
-        ranked, borrowed = self._apply_examples(parsed, ranked)
+        ranked, borrowed = self._apply_examples(parsed, ranked, evidence)
         return _Draft(point, parsed, evidence, ranked, borrowed, described=described)
 
     # -- building conventions ------------------------------------------------------------
@@ -512,12 +513,13 @@ class LabelingAgent:
         return picked
 
     def _apply_examples(
-        self, parsed: ParsedName, ranked: list[Scored]
+        self, parsed: ParsedName, ranked: list[Scored], evidence: Evidence
     ) -> tuple[list[Scored], tuple[float, str] | None]:
         if not len(self.memory):
             return ranked, None
         votes: dict[str, float] = defaultdict(float)
-        same = self.memory.same_signature(parsed.signature, self.building) if parsed.signature else None
+        found = self.memory.same_signature(parsed.signature, self.building) if parsed.signature else None
+        same, local = found if found else (None, False)
         if same:
             for cls, n in same.items():
                 votes[cls] += 1.0 * n / sum(same.values())
@@ -549,6 +551,11 @@ class LabelingAgent:
                 bonus *= max(0.25, len(shared) / len(own_tags))
             base = by_name.pop(cls, None)
             score = (base.score if base else top_score - 2.0) + bonus
+            if local and (base or self.scorer.score_class(cls, evidence)):
+                # This building's reviewers confirmed this very point function (ZN-T on
+                # another VAV): their answer wins however sure the tags were, unless the
+                # unit rules it out.
+                score = max(score, top_score + 1.0 + v / total_votes)
             boosted.append(
                 Scored(
                     name=cls,

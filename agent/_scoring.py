@@ -276,7 +276,9 @@ class ClassScorer:
             costs["Alarm"] += 1.5
         unit_measures: frozenset[str] = frozenset()
         if unit is not None:
-            unit_measures = frozenset(t for qk in unit.quantity_names for t in _UNIT_TAGS.get(qk, ())) & _MEASURES
+            unit_measures = (
+                frozenset(t for qk in unit.quantity_names for t in _UNIT_TAGS.get(qk, ())) & _MEASURES
+            )
         return Evidence(
             unit_measures=unit_measures,
             tags=plain,
