@@ -238,7 +238,7 @@ class LabelingAgent:
         name = _clean(point.name)
         parsed = self.parser.parse(name)
         decided = self.memory.exact.get(point.name)
-        tags = list(parsed.tags) + self._lexical_tags(parsed.unknown)
+        tags = list(parsed.tags) + self._lexical_tags(parsed.unknown_inside)
         described = ""
         if point.description:
             desc = self.parser.parse(_clean(point.description))
@@ -248,7 +248,7 @@ class LabelingAgent:
         for tag in point.tags:
             tags.extend(self.parser.parse(tag).tags)
         unit = self.ontology.units.lookup(point.unit)
-        evidence = self.scorer.evidence(tags, unit, point.object_type, parsed.context)
+        evidence = self.scorer.evidence(tags, unit, point.object_type, parsed.context, parsed.around)
         ranked = self.scorer.rank(evidence)
         if decided:
             # What the agent alone would have said: how this building departs from it is
@@ -550,8 +550,10 @@ class LabelingAgent:
                 shared = own_tags & set(self._class_tags.get(cls, ()))
                 bonus *= max(0.25, len(shared) / len(own_tags))
             base = by_name.pop(cls, None)
+            if base is None and self.scorer.score_class(cls, evidence) is None:
+                continue  # the unit rules it out (a look-alike confirmed in °F, this in cfm)
             score = (base.score if base else top_score - 2.0) + bonus
-            if local and (base or self.scorer.score_class(cls, evidence)):
+            if local:
                 # This building's reviewers confirmed this very point function (ZN-T on
                 # another VAV): their answer wins however sure the tags were, unless the
                 # unit rules it out.

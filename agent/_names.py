@@ -109,6 +109,10 @@ class ParsedName:
     equipment: EquipmentRef | None = None
     locations: tuple[str, ...] = ()
     context: tuple[str, ...] = ()  # tags the surroundings imply (a VAV's flow is supply flow)
+    #: Tags from words outside the point function (the equipment or place it sits in).
+    around: tuple[str, ...] = ()
+    #: Unknown words inside the point function (the ones that may still be Brick tags).
+    unknown_inside: tuple[str, ...] = ()
     signature: str = ""  # the point function alone: what repeats on every piece of equipment
     expansions: tuple[tuple[str, str], ...] = field(default=())  # (token, tags) for reasons
 
@@ -298,7 +302,9 @@ class NameParser:
         around = [t for t, at in zip(tags, owner, strict=True) if not start <= at < end]
         if around and len(around) < len(tags):
             tags = [t for t, at in zip(tags, owner, strict=True) if start <= at < end]
-            context.extend(around)
+        else:
+            around = []
+        inside = {_key(t) for t in tokens[start:end]}
         return ParsedName(
             tokens=tuple(tokens),
             tags=tuple(tags),
@@ -307,6 +313,8 @@ class NameParser:
             locations=tuple(locations),
             expansions=tuple(expansions),
             context=tuple(dict.fromkeys(context)),
+            around=tuple(dict.fromkeys(around)),
+            unknown_inside=tuple(t for t in unknown if _key(t) in inside),
             signature=signature,
         )
 

@@ -131,6 +131,9 @@ class Evidence:
     explicit_kind: str | None
     #: Quantities the unit says the point measures (kW: power).
     unit_measures: frozenset[str] = frozenset()
+    #: Tags of the equipment or place around the point: a class having them is not
+    #: penalised as much for them, but they do not make the class.
+    faint_tags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,7 @@ class ClassScorer:
         unit: Unit | None,
         object_type: str,
         context: tuple[str, ...] = (),
+        around: tuple[str, ...] = (),
     ) -> Evidence:
         norm = [normalise_tag(t) for t in tags]
         kinds = [t for t in norm if t in KIND_TAGS]
@@ -280,6 +284,7 @@ class ClassScorer:
                 frozenset(t for qk in unit.quantity_names for t in _UNIT_TAGS.get(qk, ())) & _MEASURES
             )
         return Evidence(
+            faint_tags=frozenset(normalise_tag(t) for t in around) - plain - weak,
             unit_measures=unit_measures,
             tags=plain,
             weak_tags=frozenset(weak) - plain,
@@ -293,6 +298,7 @@ class ClassScorer:
         key = (
             ev.tags,
             ev.weak_tags,
+            ev.faint_tags,
             tuple(sorted(ev.kind_costs.items())),
             ev.unit.iri if ev.unit else None,
             ev.explicit_kind,
@@ -356,6 +362,8 @@ class ClassScorer:
                 score += w + costs[t]
             elif t in ev.weak_tags:
                 score += 0.5 * self.weights.get(t, 1.0) + costs[t]
+            elif t in ev.faint_tags:
+                score += 0.5 * costs[t]
         score -= 0.6 * (evidence_weight - matched_weight)
         measures = ev.tags & _MEASURES
         if measures and not (p.tags & measures):

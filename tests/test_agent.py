@@ -150,3 +150,68 @@ def test_a_building_convention_learned_from_one_confirmation_carries_over(ontolo
         "Damper_Command",  # the name says command: a convention never overrules the name
     ]
     assert "reviewers label points like this" in after[2].reason
+
+
+def _labels(agent: LabelingAgent, *points: RawPoint) -> list[str | None]:
+    return [s.brick_class for s in agent.suggest(list(points))]
+
+
+def test_names_that_leave_the_stream_unsaid_get_the_usual_one_unless_qualified(ontology: Ontology) -> None:
+    agent = LabelingAgent(ontology)
+    got = _labels(
+        agent,
+        RawPoint("FLOW_STPT", unit="cfm"),
+        RawPoint("STAT_SETPOINT", unit="°F"),
+        RawPoint("RA FLOW", unit="cfm"),
+        RawPoint("Zone Air Temperature Setpoint"),  # a retired Brick name, still how points are named
+    )
+    assert got == [
+        "Supply_Air_Flow_Setpoint",
+        "Target_Zone_Air_Temperature_Setpoint",
+        "Return_Air_Flow_Sensor",
+        "Target_Zone_Air_Temperature_Setpoint",
+    ]
+
+
+def test_a_site_file_can_change_what_an_unqualified_reading_usually_is(ontology: Ontology, tmp_path) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text('[defaults]\n"Air Flow" = "Outside"\n', "utf-8")
+    agent = LabelingAgent(ontology, Knowledge.load(site))
+    assert _labels(agent, RawPoint("FLOW_STPT", unit="cfm")) == ["Outside_Air_Flow_Setpoint"]
+
+
+def test_equipment_words_around_the_point_function_are_context_not_the_point(ontology: Ontology) -> None:
+    parser = NameParser(Knowledge.load())
+    parsed = parser.parse("Charlie HEATING UNIT-1 Discharge Air Temp")
+    assert parsed.tags == ("Supply", "Air", "Temperature") and parsed.around == ("Heat",)
+    # When the name ends with a number, the function is the run of words that says most.
+    assert parser.parse("RMI516 Zone Temp 2").signature == "zone temp"
+    agent = LabelingAgent(ontology)
+    assert _labels(
+        agent,
+        RawPoint("Charlie HEATING UNIT-1 Discharge Air Temp", unit="°F"),
+        RawPoint("CMU/Gates/Parking Levels/Level 3/VAV Room 2/Heat Request"),
+    ) == ["Supply_Air_Temperature_Sensor", "Heating_Command"]
+
+
+def test_glued_device_codes_and_kept_tokens(ontology: Ontology) -> None:
+    parser = NameParser(Knowledge.load())
+    assert parser.parse("ZCO2_HI").tags == ("CO2", "High")
+    parsed = parser.parse("Discharge Air Temperaturedac1")
+    assert parsed.tags == ("Supply", "Air", "Temperature") and parsed.unknown == ("dac",)
+    assert "Exhaust" not in parser.parse("East Space Humidity").tags  # not EA + ST
+    agent = LabelingAgent(ontology)
+    got = _labels(agent, RawPoint("Discharge Air Temperaturedac1"), RawPoint("1st Floor Avg Space Humidity"))
+    assert got[0] == "Supply_Air_Temperature_Sensor"
+    assert got[1] is not None and "Humidity" in got[1]  # a humidity reading is no temperature sensor
+
+
+def test_this_buildings_confirmation_outranks_confident_tags(ontology: Ontology) -> None:
+    agent = LabelingAgent(ontology)
+    names = [f"421_U{n}_FAN_SPD" for n in (10, 11, 12)]
+    assert _labels(agent, *(RawPoint(n) for n in names)) == ["Fan_Speed_Command"] * 3
+    agent.learn([Example(names[0], "Speed_Sensor")])
+    assert _labels(agent, *(RawPoint(n) for n in names)) == ["Speed_Sensor"] * 3
+    # A unit that rules the confirmed class out still wins over the confirmation.
+    agent.learn([Example("AHU-1.SA-T", "Supply_Air_Temperature_Sensor")])
+    assert _labels(agent, RawPoint("AHU-2.SA-T", unit="cfm")) != ["Supply_Air_Temperature_Sensor"]

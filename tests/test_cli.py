@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import DATASETS, FIXTURES
 
 
@@ -187,3 +189,38 @@ def test_label_accepts_every_format_one_row_per_point(tmp_path: Path) -> None:
     bad.write_text("name,min\nA,1\nB,x\n", "utf-8")
     r = osed("label", str(bad), "--predictions", str(tmp_path / "o.csv"), "--skip-bad-rows", cwd=tmp_path)
     assert r.returncode == 0 and "rejected:" in r.stderr and "row 3" in r.stderr
+
+
+def _benchmark_set(tmp_path: Path) -> Path:
+    data = tmp_path / "site_x.csv"
+    rows = ["name,description,unit,object_type,brick_class"]
+    rows += ["SPACE_TEMP,,°F,,Zone_Air_Temperature_Sensor"] * 3
+    rows += [f"X{n}_QQT,,,,Zone_Air_Temperature_Sensor" for n in range(1, 5)]
+    data.write_text("\n".join(rows) + "\n", "utf-8")
+    return data
+
+
+def _exact(table: str, dataset: str) -> tuple[int, float]:
+    row = next(line for line in table.splitlines() if line.startswith(f"| {dataset} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    return int(cells[3]), float(cells[4])
+
+
+def test_eval_scores_rows_sharing_a_confirmed_name(tmp_path: Path, ontology) -> None:
+    from eval.labeling import evaluate
+
+    result = evaluate(_benchmark_set(tmp_path), examples_per_building=1, ontology=ontology)
+    # One SPACE_TEMP row was confirmed; its two namesakes are labeled from it and scored.
+    assert result.examples == 1 and result.scored_rows == 6
+
+
+def test_eval_takes_site_abbreviation_files(tmp_path: Path) -> None:
+    data = _benchmark_set(tmp_path)
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    (sites / "site_x.toml").write_text('[tokens]\nqqt = "Zone Air Temperature"\n', "utf-8")
+    bare = osed("eval", str(data), cwd=tmp_path)
+    with_site = osed("eval", str(data), "--sites", str(sites), cwd=tmp_path)
+    assert bare.returncode == 0 and with_site.returncode == 0, bare.stderr + with_site.stderr
+    assert _exact(bare.stdout, "site_x") == (0, pytest.approx(3 / 7, abs=1e-3))
+    assert _exact(with_site.stdout, "site_x") == (0, 1.0)
