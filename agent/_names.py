@@ -151,13 +151,20 @@ def tokenize(name: str, keep: frozenset[str] = frozenset()) -> list[str]:
 
 def _glued_keep(piece: str, keep: frozenset[str]) -> list[str] | None:
     """``ZCO2`` -> ``Z CO2``: letters glued to a kept token that has digits in it."""
+    if not piece[-1:].isalnum() or piece.isalpha() or piece.isdigit():
+        return None
     low = piece.lower()
-    for k in sorted(keep, key=len, reverse=True):
-        if len(low) > len(k) and low.endswith(k) and any(c.isdigit() for c in k):
+    for k in _with_digits(keep):
+        if len(low) > len(k) and low.endswith(k):
             head = piece[: -len(k)]
             if head.isalpha():
                 return [head, piece[-len(k) :]]
     return None
+
+
+@lru_cache(maxsize=8)
+def _with_digits(keep: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted((k for k in keep if any(c.isdigit() for c in k)), key=lambda k: (-len(k), k)))
 
 
 _STRONG = re.compile(r"/|\\|:|\.{2,}|_{2,}|\s-\s")
