@@ -45,6 +45,8 @@ class AgentConfig:
     #: How much the other unsure points believed to be of a point's class make it worth
     #: confirming (it teaches the building's convention for that class).
     convention_weight: float = 0.1
+    #: Raw confidence kept when no word, object type or confirmation states the point kind.
+    unstated_kind: float = 0.6
 
 
 #: Tags that say what kind of point something is, the subject of building conventions.
@@ -372,7 +374,9 @@ class LabelingAgent:
             # classes are tied (Brick has classes that share every tag).
             if draft.ranked:
                 confident = (
-                    self.calibration(self._confidence(draft.ranked, draft.parsed, draft.borrowed))
+                    self.calibration(
+                        self._confidence(draft.ranked, draft.parsed, draft.borrowed, draft.evidence)
+                    )
                     >= self.config.abstain_below
                 )
                 tied = len(draft.ranked) > 1 and draft.ranked[0].score - draft.ranked[1].score < 0.05
@@ -425,7 +429,7 @@ class LabelingAgent:
                 reason="nothing in the name, unit or type is recognisable",
                 equipment=parsed.equipment,
             )
-        confidence = self.calibration(self._confidence(ranked, parsed, borrowed))
+        confidence = self.calibration(self._confidence(ranked, parsed, borrowed, evidence))
         top = ranked[0]
         alternatives = tuple(s.name for s in ranked[1:3])
         reason = _reason(parsed, draft.described, point, evidence, top, borrowed)
@@ -572,7 +576,11 @@ class LabelingAgent:
         return merged, (best_sim, winner)
 
     def _confidence(
-        self, ranked: list[Scored], parsed: ParsedName, borrowed: tuple[float, str] | None
+        self,
+        ranked: list[Scored],
+        parsed: ParsedName,
+        borrowed: tuple[float, str] | None,
+        evidence: Evidence | None = None,
     ) -> float:
         tau = self.config.temperature
         top = ranked[0].score
@@ -583,6 +591,10 @@ class LabelingAgent:
         coverage = 1.0 if not words else min(1.0, known / max(1, len(parsed.tokens)) + 0.2)
         if borrowed and borrowed[1] == ranked[0].name:
             coverage = max(coverage, borrowed[0])
+        elif evidence is not None and not evidence.kind_stated:
+            # Nothing said what kind of point it is (sensor or command, status or
+            # command): that part is the agent's guess, and buildings differ on it.
+            p *= self.config.unstated_kind
         return max(0.0, min(1.0, p * (0.55 + 0.45 * coverage)))
 
 

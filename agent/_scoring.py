@@ -134,6 +134,8 @@ class Evidence:
     #: Tags of the equipment or place around the point: a class having them is not
     #: penalised as much for them, but they do not make the class.
     faint_tags: frozenset[str] = frozenset()
+    #: Whether a word or the BACnet object type says what kind of point it is.
+    kind_stated: bool = True
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,7 @@ class ClassScorer:
             )
         return Evidence(
             faint_tags=frozenset(normalise_tag(t) for t in around) - plain - weak,
+            kind_stated=bool(explicit or key),
             unit_measures=unit_measures,
             tags=plain,
             weak_tags=frozenset(weak) - plain,

@@ -186,7 +186,7 @@ def _macro_f1(pairs: list[tuple[str | None, str]]) -> float:
     return sum(scores) / len(scores)
 
 
-def format_table(results: list[LabelingResult]) -> str:
+def format_table(results: list[LabelingResult], *, mean_row: bool = True) -> str:
     head = (
         "| dataset | mode | rows | confirmed | exact | parent-or-exact | top-3 | coverage | precision "
         "| macro-F1 | ECE | points/s |"
@@ -198,7 +198,7 @@ def format_table(results: list[LabelingResult]) -> str:
             f"{r.parent_or_exact:.3f} | {r.top3:.3f} | {r.coverage:.3f} | {r.precision:.3f} | "
             f"{r.macro_f1:.3f} | {r.calibration_error:.3f} | {r.points_per_s:,.0f} |"
         )
-    if len(results) > 1:
+    if mean_row and len(results) > 1:
 
         def mean(attr: str) -> float:
             return sum(getattr(r, attr) for r in results) / len(results)

@@ -78,7 +78,7 @@ def main(folder: Path) -> None:
             f"{_mean_without(zero, bare_zero, 'top3'):.3f}; 1% active exact "
             f"{_mean_without(active, bare_active, 'exact'):.3f}.\n\n"
         )
-        out.write(format_table([*bare_zero, *bare_active]) + "\n\n")
+        out.write(format_table([*bare_zero, *bare_active], mean_row=False) + "\n\n")
         for p in with_site:
             path = site_file(p)
             assert path is not None
