@@ -245,6 +245,10 @@ class ClassScorer:
         explicit = kinds[-1] if kinds else None
         plain = frozenset(t for t in norm if t not in KIND_TAGS and t in self.vocabulary)
         weak: set[str] = {normalise_tag(t) for t in context}
+        # The stream of the equipment around the point is the point's stream too (an
+        # exhaust fan's airflow); anything else about it is only faint evidence.
+        faint = {normalise_tag(t) for t in around if t in self.vocabulary}
+        weak.update(faint & self._qualifiers)
         if explicit and not (plain & self._quantity_tags) and unit is None:
             weak.update(self._defaults.get(explicit, ()))
         for tag in plain:
@@ -286,7 +290,7 @@ class ClassScorer:
                 frozenset(t for qk in unit.quantity_names for t in _UNIT_TAGS.get(qk, ())) & _MEASURES
             )
         return Evidence(
-            faint_tags=frozenset(normalise_tag(t) for t in around) - plain - weak,
+            faint_tags=frozenset(faint) - plain - weak,
             kind_stated=bool(explicit or key),
             unit_measures=unit_measures,
             tags=plain,

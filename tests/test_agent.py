@@ -191,7 +191,8 @@ def test_equipment_words_around_the_point_function_are_context_not_the_point(ont
         agent,
         RawPoint("Charlie HEATING UNIT-1 Discharge Air Temp", unit="°F"),
         RawPoint("CMU/Gates/Parking Levels/Level 3/VAV Room 2/Heat Request"),
-    ) == ["Supply_Air_Temperature_Sensor", "Heating_Command"]
+        RawPoint("Exhaust Fan 1 Airflow", unit="cfm"),  # the equipment's stream is the point's
+    ) == ["Supply_Air_Temperature_Sensor", "Heating_Command", "Exhaust_Air_Flow_Sensor"]
 
 
 def test_glued_device_codes_and_kept_tokens(ontology: Ontology) -> None:
