@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from agent import Example, Knowledge, LabelingAgent, NameParser, tokenize
 from mapper import RawPoint
 from ontology import Ontology
@@ -216,3 +218,18 @@ def test_this_buildings_confirmation_outranks_confident_tags(ontology: Ontology)
     # A unit that rules the confirmed class out still wins over the confirmation.
     agent.learn([Example("AHU-1.SA-T", "Supply_Air_Temperature_Sensor")])
     assert _labels(agent, RawPoint("AHU-2.SA-T", unit="cfm")) != ["Supply_Air_Temperature_Sensor"]
+
+
+def test_an_unstated_point_kind_lowers_confidence(ontology: Ontology) -> None:
+    from dataclasses import replace
+
+    agent = LabelingAgent(ontology)
+    parsed = agent.parser.parse("421_U10_FAN_SPD")
+    evidence = agent.scorer.evidence(list(parsed.tags), None, "")
+    assert not evidence.kind_stated
+    assert agent.scorer.evidence([*parsed.tags, "Command"], None, "").kind_stated
+    assert agent.scorer.evidence(list(parsed.tags), None, "AO").kind_stated
+    ranked = agent.scorer.rank(evidence)
+    guessed = agent._confidence(ranked, parsed, None, evidence)
+    stated = agent._confidence(ranked, parsed, None, replace(evidence, kind_stated=True))
+    assert guessed == pytest.approx(stated * agent.config.unstated_kind)
