@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from rdflib import Literal, URIRef
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -66,7 +67,11 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
 
 # -- helpers ---------------------------------------------------------------------------------
 def wait(b: WebDriver, cond: Any, timeout: float = 30.0) -> Any:
-    return WebDriverWait(b, timeout, poll_frequency=0.05).until(cond)
+    # Lists re-render when a late response arrives (each keystroke of a class search asks
+    # again): an element found just before that is stale, and the condition is tried again.
+    return WebDriverWait(
+        b, timeout, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(cond)
 
 
 def marker(b: WebDriver, name: str = "ready") -> str:
