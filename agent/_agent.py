@@ -47,6 +47,9 @@ class AgentConfig:
     convention_weight: float = 0.1
     #: Raw confidence kept when no word, object type or confirmation states the point kind.
     unstated_kind: float = 0.6
+    #: How far below the third-ranked class one of another point kind may score and still
+    #: be offered as the second alternative.
+    kind_margin: float = 1.0
 
 
 #: Tags that say what kind of point something is, the subject of building conventions.
@@ -339,6 +342,20 @@ class LabelingAgent:
         draft.ranked = [lifted, *others]
         draft.convention = (top.name, target)
 
+    def _alternatives(self, ranked: list[Scored]) -> tuple[str, ...]:
+        """The runner-up, then the best class of another point kind than the top's if it is
+        close enough: buildings differ on the kind far more than on near-identical qualifiers."""
+        if len(ranked) < 3:
+            return tuple(s.name for s in ranked[1:3])
+        index = self.ontology.index
+        top_kind = index.point_kind(ranked[0].name)
+        second = ranked[1]
+        kinds = {top_kind, index.point_kind(second.name)}
+        for s in ranked[2:10]:
+            if index.point_kind(s.name) not in kinds and ranked[2].score - s.score <= self.config.kind_margin:
+                return second.name, s.name
+        return second.name, ranked[2].name
+
     def search_classes(self, text: str) -> list[tuple[str, float]]:
         """Classes matching free text: the ontology index if there is one, else the tags."""
         if self.retriever is not None:
@@ -431,7 +448,7 @@ class LabelingAgent:
             )
         confidence = self.calibration(self._confidence(ranked, parsed, borrowed, evidence))
         top = ranked[0]
-        alternatives = tuple(s.name for s in ranked[1:3])
+        alternatives = self._alternatives(ranked)
         reason = _reason(parsed, draft.described, point, evidence, top, borrowed)
         if draft.convention and draft.convention[1] == top.name:
             reason += (

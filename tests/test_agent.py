@@ -233,3 +233,16 @@ def test_an_unstated_point_kind_lowers_confidence(ontology: Ontology) -> None:
     guessed = agent._confidence(ranked, parsed, None, evidence)
     stated = agent._confidence(ranked, parsed, None, replace(evidence, kind_stated=True))
     assert guessed == pytest.approx(stated * agent.config.unstated_kind)
+
+
+def test_alternatives_offer_the_other_point_kind_when_it_is_close(ontology: Ontology) -> None:
+    agent = LabelingAgent(ontology)
+    suggestion = agent.suggest([RawPoint("VAV_1 hw_valve", unit="%")])[0]
+    ranked = [s.name for s in agent._prepare(RawPoint("VAV_1 hw_valve", unit="%")).ranked]
+    # Ranked third is another command; the position feedback, close behind it, is offered
+    # instead: buildings disagree on valve command vs. position sensor, not on qualifiers.
+    assert ranked[:4] == ["Valve_Command", "Valve_Status", "Valve_Position_Command", "Valve_Position_Sensor"]
+    assert (suggestion.brick_class, suggestion.alternatives) == (
+        "Valve_Command",
+        ("Valve_Status", "Valve_Position_Sensor"),
+    )
