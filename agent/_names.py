@@ -295,10 +295,9 @@ class NameParser:
                     for piece in pieces:
                         tags.extend(kb.tokens[piece])
                     expansions.append((tokens[i], " ".join(t for p in pieces for t in kb.tokens[p])))
-                elif (glued := self._word_then_code(key)) is not None:
+                elif (word := self._word_before_code(key)) is not None:
                     # A whole word with a device code glued on (Temperaturedac, Humidityscc):
                     # the word counts, the code stays unknown.
-                    word, _code = glued
                     tags.extend(kb.tokens[word])
                     expansions.append((tokens[i][: len(word)], " ".join(kb.tokens[word])))
                     unknown.append(tokens[i][len(word) :])
@@ -376,14 +375,13 @@ class NameParser:
         return None
 
     @lru_cache(maxsize=16384)  # noqa: B019 - the parser lives as long as its knowledge
-    def _word_then_code(self, key: str) -> tuple[str, str] | None:
-        """``temperaturedac`` -> (``temperature``, ``dac``): the longest known word of six
-        letters or more that starts the token, and what follows it."""
+    def _word_before_code(self, key: str) -> str | None:
+        """``temperaturedac`` -> ``temperature``: the longest known word of six letters or
+        more that starts the token, followed by letters (the device code)."""
         known = self.knowledge.tokens
         for cut in range(len(key) - 2, 5, -1):
-            word = key[:cut]
-            if known.get(word) and key[cut:].isalpha():
-                return word, key[cut:]
+            if known.get(key[:cut]) and key[cut:].isalpha():
+                return key[:cut]
         return None
 
     def _segment(self, key: str) -> tuple[str, ...] | None:

@@ -249,12 +249,12 @@ class _BertEncoder:
         heads = self._heads
         size = x.shape[-1] // heads
         blocked = (1.0 - mask)[:, None, None, :] * np.finfo(np.float32).min
+
+        def split(t: Any) -> Any:  # (n, length, hidden) -> (n, heads, length, size)
+            return t.reshape(n, length, heads, size).transpose(0, 2, 1, 3)
+
         for i in range(self._layers):
             at = f"encoder.layer.{i}"
-
-            def split(t: Any) -> Any:
-                return t.reshape(n, length, heads, size).transpose(0, 2, 1, 3)
-
             q = split(self._dense(x, f"{at}.attention.self.query"))
             k = split(self._dense(x, f"{at}.attention.self.key"))
             v = split(self._dense(x, f"{at}.attention.self.value"))

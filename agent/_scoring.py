@@ -253,11 +253,10 @@ class ClassScorer:
             weak.update(self._defaults.get(explicit, ()))
         for tag in plain:
             weak.update(self._related.get(tag, ()))
-        if unit is not None:
-            for qk in unit.quantity_names:
-                weak.update(_UNIT_TAGS.get(qk, ()))
-            if "VolumeFlowRate" in unit.quantity_names and "Water" not in plain:
-                weak.add("Air")
+        unit_tags = {t for qk in unit.quantity_names for t in _UNIT_TAGS.get(qk, ())} if unit else set()
+        weak.update(unit_tags)
+        if unit is not None and "VolumeFlowRate" in unit.quantity_names and "Water" not in plain:
+            weak.add("Air")
         if self._usual:
             said = plain | weak | ({explicit} if explicit else set())
             if not (said & self._qualifiers):
@@ -284,15 +283,10 @@ class ClassScorer:
             # A physical unit makes a status or alarm unlikely.
             costs["Status"] += 1.0
             costs["Alarm"] += 1.5
-        unit_measures: frozenset[str] = frozenset()
-        if unit is not None:
-            unit_measures = (
-                frozenset(t for qk in unit.quantity_names for t in _UNIT_TAGS.get(qk, ())) & _MEASURES
-            )
         return Evidence(
             faint_tags=frozenset(faint) - plain - weak,
             kind_stated=bool(explicit or key),
-            unit_measures=unit_measures,
+            unit_measures=frozenset(unit_tags) & _MEASURES,
             tags=plain,
             weak_tags=frozenset(weak) - plain,
             kind_costs=costs,
