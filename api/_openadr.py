@@ -3,6 +3,8 @@ cancel events for one VEN, a group or all, and read the opt responses and report
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -43,6 +45,15 @@ class EventChangeIn(BaseModel):
     intervals: list[IntervalIn] = Field(min_length=1, max_length=288)
 
 
+@contextmanager
+def _found(what: str, key: str) -> Iterator[None]:
+    """A lookup by id that fails with KeyError answers 404."""
+    try:
+        yield
+    except KeyError:
+        raise HTTPException(404, f"no {what} '{key}'") from None
+
+
 def _intervals(start: datetime | None, intervals: list[IntervalIn]) -> list[tuple[datetime, float, float]]:
     at = start or datetime.now(UTC)
     if at.tzinfo is None:
@@ -72,10 +83,8 @@ def add_routes(app: FastAPI, vtn: Vtn | None, need: Any) -> None:
 
     @app.delete("/openadr/vens/{ven_id}", tags=["openadr"], dependencies=[need("operator")])
     def remove_ven(ven_id: str) -> dict[str, str]:
-        try:
+        with _found("VEN", ven_id):
             the_vtn().remove_ven(ven_id)
-        except KeyError:
-            raise HTTPException(404, f"no VEN '{ven_id}'") from None
         return {"removed": ven_id}
 
     @app.post("/openadr/events", status_code=201, tags=["openadr"], dependencies=[need("operator")])
@@ -101,25 +110,19 @@ def add_routes(app: FastAPI, vtn: Vtn | None, need: Any) -> None:
     @app.get("/openadr/events/{event_id}", tags=["openadr"], dependencies=[need("viewer")])
     def get_event(event_id: str) -> dict[str, Any]:
         """The event with each target's opt response and delivery time."""
-        try:
+        with _found("event", event_id):
             return asdict(the_vtn().event(event_id))
-        except KeyError:
-            raise HTTPException(404, f"no event '{event_id}'") from None
 
     @app.patch("/openadr/events/{event_id}", tags=["openadr"], dependencies=[need("operator")])
     def modify_event(event_id: str, body: EventChangeIn) -> dict[str, Any]:
         """New intervals (modification number + 1); VENs answer again."""
-        try:
+        with _found("event", event_id):
             return asdict(the_vtn().modify_event(event_id, _intervals(body.start, body.intervals)))
-        except KeyError:
-            raise HTTPException(404, f"no event '{event_id}'") from None
 
     @app.delete("/openadr/events/{event_id}", tags=["openadr"], dependencies=[need("operator")])
     def cancel_event(event_id: str) -> dict[str, Any]:
-        try:
+        with _found("event", event_id):
             return asdict(the_vtn().cancel_event(event_id))
-        except KeyError:
-            raise HTTPException(404, f"no event '{event_id}'") from None
 
     @app.get("/openadr/reports", tags=["openadr"], dependencies=[need("viewer")])
     def reports(ven_id: str | None = None, last: int = 100) -> dict[str, dict[str, list[tuple[str, float]]]]:

@@ -892,7 +892,7 @@ def gridfn_plan(
     import json
 
     from gridfunctions import get
-    from gridfunctions._runner import prepare, select_buildings
+    from gridfunctions._runner import prepare, select_buildings, shown
 
     async def work(platform: Platform) -> None:
         fn = get(name)
@@ -905,7 +905,7 @@ def gridfn_plan(
             )
         for b, e in prepared.read_errors.items():
             click.echo(f"read failed in {b}: {e}", err=True)
-        report = {k: v for k, v in prepared.plan.report.items() if k != "schedules_kw"}
+        report = shown(prepared.plan.report)
         click.echo(json.dumps(report, sort_keys=True))
 
     _edge(work)
@@ -939,7 +939,7 @@ def gridfn_run(
 
     from edge import parse_duration
     from gridfunctions import get
-    from gridfunctions._runner import EventRun, event_progress, run, run_event, select_buildings
+    from gridfunctions._runner import EventRun, event_progress, run, run_event, select_buildings, shown
 
     async def once(platform: Platform) -> None:
         fn = get(name)
@@ -948,7 +948,7 @@ def gridfn_run(
             platform, fn, _parse_params(params, params_json), chosen, load_kw=load_kw, dry_run=dry_run or None
         )
         out = asdict(report)
-        out["report"] = {k: v for k, v in out["report"].items() if k != "schedules_kw"}
+        out["report"] = shown(out["report"])
         click.echo(json.dumps(out, sort_keys=True))
         if report.failures:
             for b, e in report.failures.items():

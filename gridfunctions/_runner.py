@@ -156,10 +156,15 @@ class EventRun:
     error: str | None = None
 
 
+def shown(report: dict[str, Any]) -> dict[str, Any]:
+    """A plan's report as the API and the CLI show it: without the per-asset schedules."""
+    return {k: v for k, v in report.items() if k != "schedules_kw"}
+
+
 def event_progress(state: EventRun) -> dict[str, Any]:
     """An event run's status as the API and the CLI show it."""
     out = {k: v for k, v in dataclasses.asdict(state).items() if k != "last_report"}
-    out["report"] = {k: v for k, v in state.last_report.items() if k != "schedules_kw"}
+    out["report"] = shown(state.last_report)
     return out
 
 

@@ -37,8 +37,10 @@ class ShedOption:
     kw: float  # load given up (positive)
 
 
-#: Lower sheds first: least noticeable to the customer.
-KIND_ORDER = {"water_heater": 0, "ev_charger": 1, "battery": 2, "thermostat": 3, "hvac": 4, "pv": 9}
+#: The kinds a load-shedding function binds to, least noticeable to the customer first.
+SHEDDABLE = ("water_heater", "ev_charger", "battery", "thermostat", "hvac")
+#: Lower sheds first.
+KIND_ORDER = {**{kind: i for i, kind in enumerate(SHEDDABLE)}, "pv": 9}
 
 
 def shed_option(s: AssetState, b: ShedBounds, window_s: float = 0.0) -> ShedOption | None:

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from gridfunctions._framework import Action, GridFunction, GridState, Plan
-from gridfunctions._shed import KIND_ORDER, ShedBounds, shed_option
+from gridfunctions._shed import KIND_ORDER, SHEDDABLE, ShedBounds, shed_option
 
 
 class CapacityParams(ShedBounds):
@@ -49,7 +49,7 @@ class CapacityLimit(GridFunction):
     name = "capacity-limit"
     title = "Capacity limit (transformer or feeder)"
     Params = CapacityParams
-    kinds = ("water_heater", "ev_charger", "battery", "thermostat", "hvac")
+    kinds = SHEDDABLE
     priority = 60
     requires = (
         (

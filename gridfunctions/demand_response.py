@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from gridfunctions._framework import Action, GridFunction, GridState, Plan
-from gridfunctions._shed import KIND_ORDER, ShedBounds, shed_option
+from gridfunctions._shed import KIND_ORDER, SHEDDABLE, ShedBounds, shed_option
 
 
 class DemandResponseParams(ShedBounds):
@@ -31,7 +31,7 @@ class DemandResponse(GridFunction):
     name = "demand-response"
     title = "Demand response event"
     Params = DemandResponseParams
-    kinds = ("water_heater", "ev_charger", "battery", "thermostat", "hvac")
+    kinds = SHEDDABLE
     priority = 70
 
     def plan(self, state: GridState, params: Any) -> Plan:
