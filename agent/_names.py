@@ -5,16 +5,17 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from core.errors import LabelingError
 from mapper import EquipmentRef
 
-_DELIMS = re.compile(r"[^0-9A-Za-zÀ-ÖØ-öø-ÿ.]+|\.{2,}|(?<![0-9])\.|\.(?![0-9])")
+_DELIMS = re.compile(r"[^0-9A-Za-zÀ-ÖØ-öø-ÿĀ-ž.]+|\.{2,}|(?<![0-9])\.|\.(?![0-9])")
 _CAMEL = re.compile(r"(?<=[a-zà-ÿ])(?=[A-ZÀ-Ý])|(?<=[A-ZÀ-Ý])(?=[A-ZÀ-Ý][a-zà-ÿ]{2,})")
 _ALNUM = re.compile(r"[0-9]+(?:\.[0-9]+|(?:st|nd|rd|th)(?![a-z]))?|[^0-9]+", re.IGNORECASE)
 _DIGITS = re.compile(r"^[0-9]+(?:\.[0-9]+|st|nd|rd|th)?$", re.IGNORECASE)
@@ -41,33 +42,45 @@ class Knowledge:
     qualifiers: frozenset[str] = frozenset()
     max_phrase: int = 3
 
+    #: Languages whose vocabulary files were loaded (``fr``...), in load order.
+    languages: tuple[str, ...] = ()
+    #: Tokens a language file gave another meaning than the base file without declaring
+    #: it in its ``[overrides]``: (language, token, base meaning, its meaning).
+    conflicts: tuple[tuple[str, str, str, str], ...] = ()
+
     @classmethod
-    def load(cls, *site_files: Path) -> Knowledge:
-        shipped = resources.files("agent") / "data" / "abbreviations.toml"
-        data = tomllib.loads(shipped.read_text("utf-8"))
+    def load(cls, *site_files: Path, languages: Sequence[str] | None = None) -> Knowledge:
+        """The shipped base file, then every language file in ``data/languages/`` (or only
+        those named in ``languages``), then the site files, each on top of the last."""
+        data_dir = resources.files("agent") / "data"
+        data = tomllib.loads((data_dir / "abbreviations.toml").read_text("utf-8"))
+        base_tokens = {_key(k): str(v) for k, v in data.get("tokens", {}).items()}
+        loaded: list[str] = []
+        conflicts: list[tuple[str, str, str, str]] = []
+        language_files = sorted(
+            (f for f in (data_dir / "languages").iterdir() if f.name.endswith(".toml")),
+            key=lambda f: f.name,
+        )
+        for entry in language_files:
+            extra = tomllib.loads(entry.read_text("utf-8"))
+            code = str(extra.get("language", entry.name.removesuffix(".toml")))
+            if languages is not None and code not in languages:
+                continue
+            allowed = {_key(k) for k in extra.get("overrides", {}).get("tokens", [])}
+            for k, v in extra.get("tokens", {}).items():
+                key = _key(k)
+                if key in base_tokens and base_tokens[key] != str(v) and key not in allowed:
+                    conflicts.append((code, key, base_tokens[key], str(v)))
+            _merge(data, extra)
+            loaded.append(code)
+        if languages is not None and (missing := set(languages) - set(loaded)):
+            raise LabelingError(f"no vocabulary file for language(s) {', '.join(sorted(missing))}")
         for path in site_files:
             try:
                 extra = tomllib.loads(Path(path).read_text("utf-8"))
             except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise LabelingError(f"{path}: cannot read abbreviation file: {exc}") from exc
-            for section in (
-                "tokens",
-                "phrases",
-                "equipment",
-                "locations",
-                "kind_hints",
-                "context",
-                "related",
-                "defaults",
-            ):
-                data.setdefault(section, {}).update(extra.get(section, {}))
-            for part in ("prefixes", "suffixes"):
-                data.setdefault("compose", {}).setdefault(part, {}).update(
-                    extra.get("compose", {}).get(part, {})
-                )
-            for section in ("implicit", "qualifiers"):
-                if section in extra:
-                    data[section] = extra[section]
+            _merge(data, extra)
         tokens = {_key(k): tuple(str(v).split()) for k, v in data.get("tokens", {}).items()}
         phrases = {
             tuple(_key(w) for w in k.split()): tuple(str(v).split())
@@ -92,11 +105,29 @@ class Knowledge:
             },
             qualifiers=frozenset(data.get("qualifiers", {}).get("tags", [])),
             max_phrase=max((len(k) for k in phrases), default=1),
+            languages=tuple(loaded),
+            conflicts=tuple(conflicts),
         )
 
 
+_SECTIONS = ("tokens", "phrases", "equipment", "locations", "kind_hints", "context", "related", "defaults")
+
+
+def _merge(data: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Lay one knowledge file over another: entries add or replace; lists replace."""
+    for section in _SECTIONS:
+        data.setdefault(section, {}).update(extra.get(section, {}))
+    for part in ("prefixes", "suffixes"):
+        data.setdefault("compose", {}).setdefault(part, {}).update(extra.get("compose", {}).get(part, {}))
+    for section in ("implicit", "qualifiers"):
+        if section in extra:
+            data[section] = extra[section]
+
+
 def _key(text: str) -> str:
-    return unicodedata.normalize("NFC", text.strip().lower())
+    """How tokens and knowledge keys compare: without case or accents (``État`` = ``etat``)."""
+    folded = unicodedata.normalize("NFKD", text.strip().lower())
+    return "".join(ch for ch in folded if not unicodedata.combining(ch))
 
 
 @dataclass(frozen=True)

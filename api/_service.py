@@ -189,7 +189,9 @@ class Platform:
 
     @cached_property
     def knowledge(self) -> Knowledge:
-        return Knowledge.load(*self.settings.agent.abbreviation_files)
+        return Knowledge.load(
+            *self.settings.agent.abbreviation_files, languages=self.settings.agent.languages or None
+        )
 
     @cached_property
     def retriever(self) -> ClassRetriever | None:

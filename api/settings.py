@@ -32,6 +32,8 @@ class AgentSettings(BaseModel):
     llm_batch_size: int = Field(default=20, ge=1)
     #: Site abbreviation files (TOML, same layout as agent/data/abbreviations.toml).
     abbreviation_files: list[Path] = Field(default_factory=list)
+    #: Languages whose shipped vocabulary is loaded (``["fr"]``); empty = every shipped one.
+    languages: list[str] = Field(default_factory=list)
 
 
 class ApiSettings(BaseModel):

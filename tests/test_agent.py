@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from agent import Example, Knowledge, LabelingAgent, NameParser, tokenize
+from core.errors import LabelingError
 from mapper import RawPoint
 from ontology import Ontology
 
@@ -246,3 +247,14 @@ def test_alternatives_offer_the_other_point_kind_when_it_is_close(ontology: Onto
         "Valve_Command",
         ("Valve_Status", "Valve_Position_Sensor"),
     )
+
+
+def test_languages_are_data_files_compared_without_accents(tmp_path) -> None:
+    knowledge = Knowledge.load()
+    assert "fr" in knowledge.languages
+    assert not knowledge.conflicts, knowledge.conflicts
+    parser = NameParser(knowledge)
+    assert parser.parse("Température Extérieure").tags == parser.parse("TEMPERATURE EXTERIEURE").tags
+    assert NameParser(Knowledge.load(languages=[])).parse("consigne").tags == ()
+    with pytest.raises(LabelingError, match="xx"):
+        Knowledge.load(languages=["xx"])
