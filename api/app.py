@@ -51,7 +51,14 @@ from graphstore import is_update
 
 if TYPE_CHECKING:
     from edge.openadr.vtn import Vtn
-from mapper import discover_bacnet, discover_edgex, discover_homeassistant, read_points
+from mapper import (
+    ReadReport,
+    discover_bacnet,
+    discover_edgex,
+    discover_homeassistant,
+    parse_column_map,
+    read_points,
+)
 
 log = logging.getLogger("osed.api")
 _RANK: dict[str, int] = {"viewer": 0, "reviewer": 1, "operator": 2, "admin": 3}
@@ -401,10 +408,20 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
         tags=["buildings"],
         dependencies=[need("reviewer")],
     )
-    async def upload_points(building: str, file: UploadFile, skip_bad_rows: bool = False) -> Job:
-        """Upload a point list (CSV, XLSX, EDE, Haystack JSON/Zinc, Turtle; detected); labeling
-        runs as a job (poll ``/jobs/{id}``). With ``skip_bad_rows`` rows that cannot be read
-        are skipped and listed in the job result instead of refusing the file."""
+    async def upload_points(
+        building: str,
+        file: UploadFile,
+        skip_bad_rows: bool = False,
+        columns: str | None = None,
+        format: str | None = None,
+        sheet: str | None = None,
+    ) -> Job:
+        """Upload a point list (CSV, XLSX, EDE, Niagara, Haystack JSON/Zinc, Turtle; detected,
+        or ``format``); labeling runs as a job (poll ``/jobs/{id}``). The job result says which
+        column became which field and which were not used (``columns``). ``columns`` maps
+        fields to the file's headers (``name=Object Name,unit=Eng Units``) where the reader
+        cannot tell; ``sheet`` picks an XLSX sheet. With ``skip_bad_rows`` rows that cannot
+        be read are skipped and listed in the job result instead of refusing the file."""
         check_building_id(building)
         limit = int(settings.api.max_upload_mb * 1_000_000)
         data = await file.read(limit + 1)
@@ -413,16 +430,32 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
             raise IngestError(
                 f"upload is larger than the {settings.api.max_upload_mb:g} MB limit", source=name
             )
-        return await _start_import(building, name, data, skip_bad_rows)
+        return await _start_import(
+            building, name, data, skip_bad_rows, parse_column_map(columns), format, sheet
+        )
 
-    async def _start_import(building: str, name: str, data: bytes, skip_bad_rows: bool) -> Job:
+    async def _start_import(
+        building: str,
+        name: str,
+        data: bytes,
+        skip_bad_rows: bool,
+        column_map: dict[str, str] | None = None,
+        fmt: str | None = None,
+        sheet: str | None = None,
+    ) -> Job:
         from starlette.concurrency import run_in_threadpool
 
         rejected: list[IngestError] | None = [] if skip_bad_rows else None
-        points = await run_in_threadpool(lambda: read_points(name, data=data, rejected=rejected))
+        report = ReadReport()
+        points = await run_in_threadpool(
+            lambda: read_points(
+                name, data=data, rejected=rejected, column_map=column_map, fmt=fmt, sheet=sheet, report=report
+            )
+        )
 
         def work(tick: Callable[[int], None]) -> dict[str, object]:
             summary = platform.import_points(building, points, progress=tick).summary()
+            summary["columns"] = report.as_dict()
             summary["rejected"] = [
                 {"source": r.source, "row": r.row, "field": r.field, "reason": r.reason}
                 for r in (rejected or [])[:1000]

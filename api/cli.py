@@ -102,27 +102,22 @@ def _source_options(func: Callable[..., None]) -> Callable[..., None]:
 def _read_source(
     path: Path, fmt: str | None, sheet: str | None, columns: str | None, skip_bad_rows: bool
 ) -> list[RawPoint]:
-    from mapper import read_points
+    from mapper import ReadReport, parse_column_map, read_points
 
     rejected: list[IngestError] | None = [] if skip_bad_rows else None
-    points = read_points(path, fmt=fmt, sheet=sheet, column_map=_columns(columns), rejected=rejected)
+    report = ReadReport()
+    points = read_points(
+        path, fmt=fmt, sheet=sheet, column_map=parse_column_map(columns), rejected=rejected, report=report
+    )
+    # Which column became which field, and what was left unused: an integrator checks this
+    # first when a vendor export labels badly.
+    for line in report.lines():
+        click.echo(line, err=True)
     for problem in rejected or []:
         click.echo(f"rejected: {problem}", err=True)
     if rejected:
         click.echo(f"{len(rejected)} row(s) rejected, {len(points)} read", err=True)
     return points
-
-
-def _columns(text: str | None) -> dict[str, str] | None:
-    if not text:
-        return None
-    mapping = {}
-    for part in text.split(","):
-        ours, sep, theirs = part.partition("=")
-        if not sep or not ours.strip() or not theirs.strip():
-            raise click.BadParameter(f"'{part}' is not ours=theirs", param_hint="--columns")
-        mapping[ours.strip()] = theirs.strip()
-    return mapping
 
 
 # -- label -----------------------------------------------------------------------------

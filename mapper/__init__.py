@@ -1,7 +1,8 @@
 """Point sources in, RDF out: the ``RawPoint`` record, readers, and the model builder."""
 
 from mapper._bacnet import discover_bacnet
-from mapper._csv import HEADER_SYNONYMS, decode_text, read_points_csv, sniff_delimiter, write_points_csv
+from mapper._columns import ColumnChoice, ReadReport, header_spellings, parse_column_map
+from mapper._csv import decode_text, read_points_csv, sniff_delimiter, write_points_csv
 from mapper._discovery import discover_edgex, discover_homeassistant
 from mapper._formats import FORMATS, detect_format, parse_zinc, read_points
 from mapper._graph import read_points_graph
@@ -33,11 +34,11 @@ from mapper._records import (
 
 __all__ = [
     "FORMATS",
-    "HEADER_SYNONYMS",
     "REVIEW_STATUSES",
     "AdapterName",
     "Address",
     "BACnetAddress",
+    "ColumnChoice",
     "EdgeXAddress",
     "EquipmentRef",
     "HomeAssistantAddress",
@@ -45,6 +46,7 @@ __all__ = [
     "MQTTAddress",
     "ModbusAddress",
     "RawPoint",
+    "ReadReport",
     "ReviewStatus",
     "SourceRef",
     "Suggestion",
@@ -56,6 +58,8 @@ __all__ = [
     "discover_edgex",
     "discover_homeassistant",
     "equipment_iri",
+    "header_spellings",
+    "parse_column_map",
     "parse_zinc",
     "point_identities",
     "point_iri",

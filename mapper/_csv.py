@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from core.errors import IngestError
+from mapper._columns import ColumnPlan, ReadReport, has_name_header, plan_columns
 from mapper._records import (
     Address,
     BACnetAddress,
@@ -19,36 +20,16 @@ from mapper._records import (
     RawPoint,
     SourceRef,
 )
-
-#: Canonical column -> header spellings seen in BMS exports (compared case- and
-#: punctuation-insensitively).
-HEADER_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "name": ("name", "point name", "pointname", "object name", "objectname", "nom", "point", "tag"),
-    "description": ("description", "desc", "dis", "point description"),
-    "unit": ("unit", "units", "unité", "unite", "engineering units", "eng units"),
-    "object_type": ("object type", "objecttype", "object_type", "bacnet type", "type"),
-    "object_instance": ("inst num", "instance", "object instance", "instance number"),
-    "writable": ("writable", "writeable", "commandable", "bacnet writable", "read write", "settable"),
-    "minimum": ("min", "minimum", "min value", "low limit"),
-    "maximum": ("max", "maximum", "max value", "high limit"),
-    "bacnet_device": ("bacnet device", "device instance", "device id", "bacnet_device"),
-    "bacnet_object": ("bacnet object", "bacnet_object", "object identifier"),
-    "bacnet_priority": ("bacnet priority", "priority", "bacnet_priority"),
-    "bacnet_address": ("bacnet address", "device address", "bacnet_address"),
-    "edgex_device": ("edgex device", "edgex_device"),
-    "edgex_resource": ("edgex resource", "edgex_resource", "device resource"),
-    "ha_entity": ("ha entity", "ha_entity", "entity id", "entity_id"),
-    "ha_attribute": ("ha attribute", "ha_attribute"),
-    "modbus_unit": ("modbus unit", "modbus_unit", "unit id", "slave id"),
-    "modbus_register": ("modbus register", "modbus_register", "register"),
-    "modbus_type": ("modbus type", "modbus_type", "register type"),
-    "modbus_datatype": ("modbus datatype", "modbus_datatype", "data type"),
-    "modbus_scale": ("modbus scale", "modbus_scale", "scale"),
-    "modbus_host": ("modbus host", "modbus_host"),
-    "modbus_word_order": ("modbus word order", "modbus_word_order", "word order"),
-    "mqtt_topic": ("mqtt topic", "mqtt_topic", "state topic"),
-    "mqtt_command_topic": ("mqtt command topic", "mqtt_command_topic", "command topic"),
-}
+from mapper._values import (
+    ObjectId,
+    PresentValue,
+    object_id,
+    object_type_word,
+    parse_number,
+    parse_value,
+    parse_writable,
+    unescape_niagara,
+)
 
 _BACNET_TYPES = {
     "ai": "analog-input",
@@ -65,13 +46,6 @@ _BACNET_TYPES = {
     "mv": "multi-state-value",
 }
 _OBJECT_ID = re.compile(r"^\s*([A-Za-z][A-Za-z-]*?)[\s,:_-]*(\d+)\s*$")
-_FOLD = re.compile(r"[^0-9a-zé]+")
-_TRUE = {"true", "yes", "y", "1", "w", "rw", "r/w", "x", "oui", "writable", "commandable"}
-_FALSE = {"false", "no", "n", "0", "r", "ro", "", "non", "read", "read-only"}
-
-
-def _fold(header: str) -> str:
-    return _FOLD.sub(" ", header.strip().lower()).strip()
 
 
 def decode_text(data: bytes, source: str) -> str:
@@ -118,6 +92,7 @@ def read_points_csv(
     max_bytes: int | None = None,
     column_map: dict[str, str] | None = None,
     rejected: list[IngestError] | None = None,
+    report: ReadReport | None = None,
 ) -> list[RawPoint]:
     """Read a CSV/TSV point list. ``column_map`` maps our column names to the file's headers."""
     source = str(path)
@@ -154,7 +129,7 @@ def read_points_csv(
         except csv.Error as exc:
             raise IngestError(f"malformed CSV: {exc}", source=source, row=row_no + 1) from exc
 
-    return points_from_table(header, rows(), source, column_map, rejected)
+    return points_from_table(header, rows(), source, column_map, rejected, report)
 
 
 def reject(problem: IngestError, rejected: list[IngestError] | None) -> None:
@@ -170,15 +145,22 @@ def points_from_table(
     source: str,
     column_map: dict[str, str] | None = None,
     rejected: list[IngestError] | None = None,
+    report: ReadReport | None = None,
 ) -> list[RawPoint]:
     """Points from a header and numbered rows (CSV, XLSX, vendor exports): one reader, one
-    set of errors. With ``rejected`` a bad row is recorded there and skipped; without, it
-    refuses the whole file."""
-    columns = _match_columns(header, column_map or {}, source)
+    set of errors. Column roles are decided from the header and the values together
+    (``plan_columns``); what was decided is added to ``report``. With ``rejected`` a bad
+    row is recorded there and skipped; without, it refuses the whole file."""
+    numbered = [(row_no, row) for row_no, row in rows if any(cell.strip() for cell in row)]
+    if not numbered:
+        raise IngestError("the file has a header but no points", source=source)
+    plan = plan_columns(header, [row for _, row in numbered], source, column_map)
+    if report is not None:
+        decided = plan.report()
+        report.columns.extend(decided.columns)
+        report.unused.extend(decided.unused)
     points: list[RawPoint] = []
-    for row_no, row in rows:
-        if not any(cell.strip() for cell in row):
-            continue
+    for row_no, row in numbered:
         try:
             if len(row) != len(header):
                 raise IngestError(
@@ -186,7 +168,7 @@ def points_from_table(
                     source=source,
                     row=row_no,
                 )
-            points.append(_point(row, columns, source, row_no, header))
+            points.append(_point(row, plan, source, row_no))
         except IngestError as exc:
             reject(exc, rejected)
     if not points:
@@ -195,42 +177,12 @@ def points_from_table(
 
 
 def has_name_column(header: list[str], column_map: dict[str, str] | None = None) -> bool:
-    try:
-        _match_columns(header, column_map or {}, "")
-    except IngestError:
-        return False
-    return True
+    return has_name_header(header, column_map)
 
 
-def _match_columns(header: list[str], column_map: dict[str, str], source: str) -> dict[str, int]:
-    folded = [_fold(h) for h in header]
-    found: dict[str, int] = {}
-    for canonical, file_header in column_map.items():
-        if _fold(file_header) not in folded:
-            raise IngestError(
-                f"column mapping names '{file_header}', which is not in the header", source=source
-            )
-        found[canonical] = folded.index(_fold(file_header))
-    for canonical, spellings in HEADER_SYNONYMS.items():
-        if canonical in found:
-            continue
-        for spelling in (canonical, *spellings):
-            key = _fold(spelling)
-            if key in folded and folded.index(key) not in found.values():
-                found[canonical] = folded.index(key)
-                break
-    if "name" not in found:
-        raise IngestError(
-            f"no point-name column: expected one of 'name', 'Point Name', 'Object Name', 'Nom' "
-            f"(header is {', '.join(repr(h) for h in header[:8])})",
-            source=source,
-            row=1,
-            field="name",
-        )
-    return found
+def _point(row: list[str], plan: ColumnPlan, source: str, row_no: int) -> RawPoint:
+    header, columns = plan.header, plan.columns
 
-
-def _point(row: list[str], columns: dict[str, int], source: str, row_no: int, header: list[str]) -> RawPoint:
     def field(name: str) -> str:
         """The file's own header for one of our columns (errors name what the user sees)."""
         idx = columns.get(name)
@@ -238,27 +190,40 @@ def _point(row: list[str], columns: dict[str, int], source: str, row_no: int, he
 
     def cell(name: str) -> str:
         idx = columns.get(name)
-        return row[idx].strip() if idx is not None else ""
+        if idx is None:
+            return ""
+        text = row[idx].strip()
+        return unescape_niagara(text) if idx in plan.escaped else text
 
     def number(name: str, convert: Callable[[str], float | int] = float) -> float | int | None:
         text = cell(name)
         if not text:
             return None
-        try:
-            return convert(text.replace(",", ".") if convert is float else text)
-        except ValueError:
+        value = parse_number(text)
+        if value is None:
+            shown = parse_value(text)
+            value = float(shown.text) if shown.kind == "analog" else None
+        if value is None or (convert is int and not float(value).is_integer()):
             raise IngestError(
-                f"'{text}' is not a number", source=source, row=row_no, field=field(name)
+                f"'{text[:40]}' is not a number", source=source, row=row_no, field=field(name)
             ) from None
+        return int(value) if convert is int else float(value)
 
     name = cell("name")
     if not name:
         raise IngestError("empty point name", source=source, row=row_no, field=field("name"))
-    writable_text = cell("writable").lower()
-    if writable_text and writable_text not in _TRUE | _FALSE:
+    writable_text = cell("writable")
+    writability = parse_writable(writable_text)
+    if writability is None:
         raise IngestError(
-            f"'{cell('writable')}' is not yes/no", source=source, row=row_no, field=field("writable")
+            f"'{writable_text[:40]}' is not yes/no, read/write or a list of writable priority levels",
+            source=source,
+            row=row_no,
+            field=field("writable"),
         )
+    writable = writability.writable
+    if writable is None and plan.writable_is_priority_list and "writable" in columns:
+        writable = False  # an empty list of writable priority levels: read-only
     minimum, maximum = number("minimum"), number("maximum")
     if minimum is not None and maximum is not None and minimum > maximum:
         raise IngestError(
@@ -267,17 +232,56 @@ def _point(row: list[str], columns: dict[str, int], source: str, row_no: int, he
             row=row_no,
             field=field("minimum"),
         )
+    value = parse_value(cell("value")) if "value" in columns else PresentValue()
+    reference = cell("reference")
+    found = _object_id(row, plan, cell)
+    object_type = cell("object_type")
+    if found is not None and (not object_type or "object_type" not in columns):
+        object_type = found.object_type
+    elif object_type and (parsed := object_id(object_type)) is not None:
+        found = parsed
+    status = cell("status")
+    if value.status:
+        status = f"{status} {{{value.status}}}".strip() if status else value.status
+    extra = tuple(
+        (
+            header[i].strip() or f"column {i + 1}",
+            unescape_niagara(row[i].strip()) if i in plan.escaped else row[i].strip(),
+        )
+        for i in plan.unused
+        if i < len(row) and row[i].strip()
+    )
     return RawPoint(
         name=name,
         description=cell("description"),
-        unit=cell("unit"),
-        object_type=cell("object_type"),
-        writable=(writable_text in _TRUE) if writable_text else None,
+        unit=cell("unit") or value.unit,
+        object_type=object_type,
+        writable=writable,
         minimum=None if minimum is None else float(minimum),
         maximum=None if maximum is None else float(maximum),
         source=SourceRef(source, row_no),
-        address=_address(cell, number, source, row_no),
+        address=_address(cell, number, source, row_no, found),
+        reference=reference,
+        present_value=value.text,
+        value_kind=value.kind,
+        status=status,
+        extra=extra,
     )
+
+
+def _object_id(row: list[str], plan: ColumnPlan, cell: Callable[[str], str]) -> ObjectId | None:
+    """The BACnet object a row names: its object-type column, else a reference or slot column."""
+    text = cell("object_type")
+    if text:
+        found = object_id(text)
+        if found is None and (word := object_type_word(text)):
+            found = ObjectId(word)
+        if found is not None:
+            return found
+    for i in (*(() if "reference" not in plan.columns else (plan.columns["reference"],)), *plan.type_sources):
+        if i < len(row) and (found := object_id(row[i])) is not None:
+            return found
+    return None
 
 
 def _address(
@@ -285,7 +289,14 @@ def _address(
     number: Callable[..., float | int | None],
     source: str,
     row_no: int,
+    found: ObjectId | None = None,
 ) -> Address | None:
+    named = cell("bacnet_object") or cell("bacnet_device")
+    if not named and found and found.device is not None and found.instance is not None:
+        # An object reference naming its device (Delta's //Site/1000.AI10): a BACnet address.
+        return BACnetAddress(
+            device_instance=found.device, object_type=found.object_type, object_instance=found.instance
+        )
     if cell("bacnet_object") or cell("bacnet_device"):
         device = number("bacnet_device", int)
         obj = cell("bacnet_object")

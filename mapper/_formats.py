@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import IngestError
+from mapper._columns import ReadReport
 from mapper._csv import decode_text, points_from_table, read_points_csv, reject
 from mapper._records import BACnetAddress, RawPoint, SourceRef
 from ontology import ClassIndex
@@ -75,6 +76,7 @@ def read_points(
     column_map: dict[str, str] | None = None,
     sheet: str | None = None,
     rejected: list[IngestError] | None = None,
+    report: ReadReport | None = None,
 ) -> list[RawPoint]:
     """Read any supported point source (``fmt`` overrides detection).
 
@@ -99,9 +101,11 @@ def read_points(
     if kind not in FORMATS:
         raise IngestError(f"unknown format '{kind}' (one of {', '.join(FORMATS)})", source=source)
     if kind in ("csv", "niagara"):
-        return read_points_csv(source, data=data, column_map=column_map, rejected=rejected)
+        return read_points_csv(source, data=data, column_map=column_map, rejected=rejected, report=report)
     if kind == "xlsx":
-        return read_points_xlsx(source, data, sheet=sheet, column_map=column_map, rejected=rejected)
+        return read_points_xlsx(
+            source, data, sheet=sheet, column_map=column_map, rejected=rejected, report=report
+        )
     if kind == "ede":
         return read_points_ede(source, data, rejected=rejected)
     if kind == "haystack-json":
@@ -119,6 +123,7 @@ def read_points_xlsx(
     sheet: str | None = None,
     column_map: dict[str, str] | None = None,
     rejected: list[IngestError] | None = None,
+    report: ReadReport | None = None,
 ) -> list[RawPoint]:
     from openpyxl import load_workbook
 
@@ -143,7 +148,7 @@ def read_points_xlsx(
             cells += [""] * (len(header) - len(cells))
             yield row_no, cells
 
-    return points_from_table(header, numbered(), f"{source} [{ws.title}]", column_map, rejected)
+    return points_from_table(header, numbered(), f"{source} [{ws.title}]", column_map, rejected, report)
 
 
 def _point_sheet(book: Any, source: str, column_map: dict[str, str] | None) -> Any:

@@ -7,7 +7,7 @@ relabeled from the store alone, e.g. after a reviewer's decision.
 
 from __future__ import annotations
 
-from rdflib import Graph, URIRef
+from rdflib import RDF, Graph, URIRef
 from rdflib.term import Node
 
 from mapper._records import (
@@ -70,7 +70,26 @@ def _point(graph: Graph, point: URIRef) -> RawPoint:
         maximum=maximum,
         source=SourceRef(source_file, int(str(row))) if source_file and row is not None else None,
         address=address,
+        reference=_text(graph, point, OSED.rawReference),
+        present_value=_text(graph, point, OSED.rawPresentValue),
+        value_kind=_text(graph, point, OSED.valueKind),
+        status=_text(graph, point, OSED.rawStatus),
+        extra=_extra(graph, point),
     )
+
+
+def _extra(graph: Graph, point: URIRef) -> tuple[tuple[str, str], ...]:
+    fields = []
+    for node in graph.objects(point, OSED.sourceField):
+        position = graph.value(node, OSED.position)
+        fields.append(
+            (
+                int(str(position)) if position is not None else 0,
+                _text(graph, node, OSED.column),
+                _text(graph, node, RDF.value),
+            )
+        )
+    return tuple((column, cell) for _, column, cell in sorted(fields))
 
 
 def _address(graph: Graph, ref: Node) -> Address | None:

@@ -122,9 +122,21 @@ def _add_point(g: Graph, ontology: Ontology, iri: URIRef, labeled: LabeledPoint,
         (OSED.rawDescription, raw.description),
         (OSED.rawUnit, raw.unit),
         (OSED.rawObjectType, raw.object_type),
+        (OSED.rawReference, raw.reference),
+        (OSED.rawPresentValue, raw.present_value),
+        (OSED.valueKind, raw.value_kind),
+        (OSED.rawStatus, raw.status),
     ):
         if value:
             g.add((iri, pred, Literal(value)))
+    for n, (column, cell) in enumerate(raw.extra, start=1):
+        # Source columns no field was read from: kept on the point, in the file's order.
+        node = URIRef(f"{iri}/column/{n}")
+        g.add((iri, OSED.sourceField, node))
+        g.add((node, RDF.type, OSED.SourceField))
+        g.add((node, OSED.column, Literal(column)))
+        g.add((node, RDF.value, Literal(cell)))
+        g.add((node, OSED.position, Literal(n)))
     for tag in raw.tags:
         g.add((iri, OSED.sourceTag, Literal(tag)))
     if raw.source is not None:

@@ -108,6 +108,16 @@ class RawPoint:
     maximum: float | None = None
     source: SourceRef | None = None
     address: Address | None = None
+    #: The object reference or path the source gives (``//Site/1000.AI10``, an export ord).
+    reference: str = ""
+    #: The present value the export showed (a number as text, or a state such as
+    #: ``inactive``), the kind of value it is (analog, binary, multistate) and its status
+    #: flags (``ok``, ``fault``): evidence of what the point is, not live data.
+    present_value: str = ""
+    value_kind: str = ""
+    status: str = ""
+    #: Source columns no field was read from, as (header, cell): kept, never dropped.
+    extra: tuple[tuple[str, str], ...] = ()
 
     def source_identity(self) -> str:
         """What makes this point the same point on the next import: its address, else its name."""

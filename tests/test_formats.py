@@ -85,8 +85,8 @@ def test_xlsx_first_or_named_sheet(tmp_path: Path) -> None:
 def test_niagara_export_and_user_column_mapping(tmp_path: Path) -> None:
     points = read_points(FIXTURES / "niagara_export.csv", fmt="niagara")
     assert [(p.name, p.object_type, p.writable) for p in points][:2] == [
-        ("ZoneTemp", "analog-input", False),
-        ("ZoneCoolSp", "analog-value", True),
+        ("VAV3_ZN_T", "analog-input", False),  # the BACnet object name, not the Niagara slot
+        ("VAV3_ZN_CLG_SP", "analog-value", True),
     ]
     rtu = read_points(FIXTURES / "rtu.xlsx", sheet="Points")
     assert [p.name for p in rtu][:2] == ["RTU-2.ZN-T", "RTU-2.ZN-T-CLG-SP"]
