@@ -32,16 +32,18 @@ from mapper._values import (
     parse_number,
     parse_value,
     parse_writable,
+    type_writability,
     unescape_niagara,
 )
 
 #: Fields a column can feed, in the order their header claims are settled.
 FIELDS = (
     "name", "description", "unit", "object_type", "object_instance", "writable", "minimum",
-    "maximum", "value", "status", "reference", "bacnet_device", "bacnet_object", "bacnet_priority",
-    "bacnet_address", "edgex_device", "edgex_resource", "ha_entity", "ha_attribute", "modbus_unit",
-    "modbus_register", "modbus_type", "modbus_datatype", "modbus_scale", "modbus_host",
-    "modbus_word_order", "mqtt_topic", "mqtt_command_topic",
+    "maximum", "value", "status", "reference", "equipment", "facets", "bacnet_device",
+    "bacnet_object", "bacnet_priority", "bacnet_address", "edgex_device", "edgex_resource",
+    "ha_entity", "ha_attribute", "modbus_unit", "modbus_register", "modbus_type",
+    "modbus_datatype", "modbus_scale", "modbus_host", "modbus_word_order", "mqtt_topic",
+    "mqtt_command_topic",
 )  # fmt: skip
 #: How a field is shown to people (CLI output, job results).
 FIELD_LABELS = {
@@ -56,6 +58,8 @@ FIELD_LABELS = {
     "value": "present value",
     "status": "status",
     "reference": "object reference",
+    "equipment": "equipment",
+    "facets": "facets",
 }
 _SAMPLE = 2000
 _PUNCT = re.compile(r"[^0-9a-z]+")
@@ -109,6 +113,8 @@ class ReadReport:
     #: Headers of columns no field is read from; their cells are kept on each point.
     unused: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The file's line (CSV) or sheet row (XLSX) holding the header.
+    header_row: int = 1
 
     def lines(self) -> list[str]:
         out = []
@@ -127,6 +133,7 @@ class ReadReport:
             "columns": [{"field": c.field, "column": c.column, "how": c.how} for c in self.columns],
             "unused": list(self.unused),
             "notes": list(self.notes),
+            "header_row": self.header_row,
         }
 
 
@@ -147,6 +154,8 @@ class ColumnProfile:
     writables: float
     priority_lists: float
     escapes: float
+    #: Share of cells naming a component type that says whether it is writable.
+    writable_types: float = 0.0
 
 
 @dataclass
@@ -162,7 +171,11 @@ class ColumnPlan:
     type_sources: tuple[int, ...] = ()
     #: The writable column lists priority levels: an empty cell there means read-only.
     writable_is_priority_list: bool = False
+    #: No writable column, but a column of component types that say it (Numeric Writable).
+    writable_types: int | None = None
     unused: tuple[int, ...] = ()
+    #: Lines before the header (a report title, a date): skipped.
+    preamble: int = 0
 
     def report(self) -> ReadReport:
         choices = [
@@ -181,9 +194,16 @@ class ColumnPlan:
                 )
         if "value" in self.columns and "unit" not in self.columns:
             choices.append(ColumnChoice("unit", self.header[self.columns["value"]], "inside the value"))
+        if self.writable_types is not None:
+            choices.append(
+                ColumnChoice("writable", self.header[self.writable_types], "from the component type")
+            )
+        notes = [f"skipped {self.preamble} line(s) before the header"] if self.preamble else []
         return ReadReport(
             columns=choices,
             unused=[self.header[i].strip() or f"column {i + 1}" for i in self.unused],
+            notes=notes,
+            header_row=self.preamble + 1,
         )
 
 
@@ -257,6 +277,7 @@ def profile(header: list[str], rows: Sequence[Sequence[str]]) -> list[ColumnProf
                 writables=_share(cells, lambda c: parse_writable(c) is not None),
                 priority_lists=_share(cells, looks_like_priority_list),
                 escapes=_share(cells, has_niagara_escapes),
+                writable_types=_share(cells, lambda c: type_writability(c) is not None),
             )
         )
     return out
@@ -286,6 +307,8 @@ def plan_columns(
     rows: Sequence[Sequence[str]],
     source: str,
     column_map: dict[str, str] | None = None,
+    *,
+    preamble: int = 0,
 ) -> ColumnPlan:
     """Decide every column's role; refuse a file whose point-name column cannot be decided."""
     spellings = header_spellings()
@@ -358,9 +381,16 @@ def plan_columns(
                     type_sources.append(other[0].index)
                     how["_types"] = "values"
                     taken.add(other[0].index)
+    writable_types: int | None = None
+    if "writable" not in columns:
+        typed = [p for p in profiles if p.writable_types >= 0.8]
+        if typed:
+            writable_types = typed[0].index
+            how["_writable_types"] = "from the component type"
     writable = columns.get("writable")
     escaped = frozenset(p.index for p in profiles if p.escapes >= 0.2)
-    unused = tuple(p.index for p in profiles if p.index not in taken and p.index not in type_sources)
+    used = taken | set(type_sources) | ({writable_types} if writable_types is not None else set())
+    unused = tuple(p.index for p in profiles if p.index not in used)
     return ColumnPlan(
         header=header,
         columns=columns,
@@ -368,7 +398,9 @@ def plan_columns(
         escaped=escaped,
         type_sources=tuple(type_sources),
         writable_is_priority_list=writable is not None and profiles[writable].priority_lists > 0,
+        writable_types=writable_types,
         unused=unused,
+        preamble=preamble,
     )
 
 

@@ -25,9 +25,11 @@ from mapper._values import (
     PresentValue,
     object_id,
     object_type_word,
+    parse_facets,
     parse_number,
     parse_value,
     parse_writable,
+    type_writability,
     unescape_niagara,
 )
 
@@ -113,23 +115,53 @@ def read_points_csv(
             source=source,
         )
     text = decode_text(data, source)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
+    preamble = _preamble(text)
+    body = text
+    if preamble:
+        # Report generators put a title and a date above the table (WebCTRL, Desigo).
+        body = "\n".join(text.splitlines()[preamble:])
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=sniff_delimiter(body))
     try:
         header = next(reader)
     except StopIteration:
         raise IngestError("the file is empty", source=source) from None
     except csv.Error as exc:
-        raise IngestError(f"malformed CSV header: {exc}", source=source, row=1) from exc
+        raise IngestError(f"malformed CSV header: {exc}", source=source, row=preamble + 1) from exc
 
     def rows() -> Iterator[tuple[int, list[str]]]:
-        row_no = 1
+        row_no = preamble + 1
         try:
-            for row_no, row in enumerate(reader, start=2):
+            for row_no, row in enumerate(reader, start=preamble + 2):
                 yield row_no, row
         except csv.Error as exc:
             raise IngestError(f"malformed CSV: {exc}", source=source, row=row_no + 1) from exc
 
-    return points_from_table(header, rows(), source, column_map, rejected, report)
+    return points_from_table(header, rows(), source, column_map, rejected, report, preamble=preamble)
+
+
+def _preamble(text: str, look: int = 40) -> int:
+    """How many lines above the table's header a report puts (title, site, date): the
+    header is the first line as wide as the table under it, with most of its cells filled."""
+    lines = text.splitlines()[:look]
+    if len(lines) < 3:
+        return 0
+    delimiter = sniff_delimiter("\n".join(lines[len(lines) // 2 :]))
+    try:
+        records = list(csv.reader(lines, delimiter=delimiter))
+    except csv.Error:
+        return 0
+    widths = [len(r) for r in records]
+    wide = [w for w in widths if w >= 2]
+    if not wide:
+        return 0
+    table = max(set(wide), key=lambda w: (wide.count(w), w))
+    for i, record in enumerate(records[:-1]):
+        filled = sum(1 for cell in record if cell.strip())
+        if len(record) == table and filled >= max(2, table // 2) and widths[i + 1] == table:
+            if i and all(sum(1 for cell in r if cell.strip()) <= 1 for r in records[:i]):
+                return i
+            return 0
+    return 0
 
 
 def reject(problem: IngestError, rejected: list[IngestError] | None) -> None:
@@ -146,6 +178,7 @@ def points_from_table(
     column_map: dict[str, str] | None = None,
     rejected: list[IngestError] | None = None,
     report: ReadReport | None = None,
+    preamble: int = 0,
 ) -> list[RawPoint]:
     """Points from a header and numbered rows (CSV, XLSX, vendor exports): one reader, one
     set of errors. Column roles are decided from the header and the values together
@@ -154,11 +187,13 @@ def points_from_table(
     numbered = [(row_no, row) for row_no, row in rows if any(cell.strip() for cell in row)]
     if not numbered:
         raise IngestError("the file has a header but no points", source=source)
-    plan = plan_columns(header, [row for _, row in numbered], source, column_map)
+    plan = plan_columns(header, [row for _, row in numbered], source, column_map, preamble=preamble)
     if report is not None:
         decided = plan.report()
         report.columns.extend(decided.columns)
         report.unused.extend(decided.unused)
+        report.notes.extend(decided.notes)
+        report.header_row = decided.header_row
     points: list[RawPoint] = []
     for row_no, row in numbered:
         try:
@@ -224,6 +259,8 @@ def _point(row: list[str], plan: ColumnPlan, source: str, row_no: int) -> RawPoi
     writable = writability.writable
     if writable is None and plan.writable_is_priority_list and "writable" in columns:
         writable = False  # an empty list of writable priority levels: read-only
+    if writable is None and plan.writable_types is not None and plan.writable_types < len(row):
+        writable = type_writability(row[plan.writable_types])
     minimum, maximum = number("minimum"), number("maximum")
     if minimum is not None and maximum is not None and minimum > maximum:
         raise IngestError(
@@ -233,13 +270,18 @@ def _point(row: list[str], plan: ColumnPlan, source: str, row_no: int) -> RawPoi
             field=field("minimum"),
         )
     value = parse_value(cell("value")) if "value" in columns else PresentValue()
+    unit = cell("unit") or value.unit
+    kind = value.kind
+    if "facets" in columns:
+        facets = parse_facets(cell("facets"))
+        unit = unit or facets.unit
+        kind = kind or facets.kind
     reference = cell("reference")
     found = _object_id(row, plan, cell)
-    object_type = cell("object_type")
-    if found is not None and (not object_type or "object_type" not in columns):
-        object_type = found.object_type
-    elif object_type and (parsed := object_id(object_type)) is not None:
-        found = parsed
+    raw_type = cell("object_type")
+    # The object type as BACnet names it, whatever the export called it ("Entrée
+    # analogique", "Bacnet Analog Input Descriptor"); the export's words stay as evidence.
+    object_type = found.object_type if found is not None else raw_type
     status = cell("status")
     if value.status:
         status = f"{status} {{{value.status}}}".strip() if status else value.status
@@ -254,18 +296,19 @@ def _point(row: list[str], plan: ColumnPlan, source: str, row_no: int) -> RawPoi
     return RawPoint(
         name=name,
         description=cell("description"),
-        unit=cell("unit") or value.unit,
+        unit=unit,
         object_type=object_type,
         writable=writable,
         minimum=None if minimum is None else float(minimum),
         maximum=None if maximum is None else float(maximum),
         source=SourceRef(source, row_no),
-        address=_address(cell, number, source, row_no, found),
+        address=_address(cell, number, source, row_no, found, "bacnet_device" in columns),
         reference=reference,
         present_value=value.text,
-        value_kind=value.kind,
+        value_kind=kind,
         status=status,
         extra=extra,
+        equipment=cell("equipment"),
     )
 
 
@@ -278,7 +321,8 @@ def _object_id(row: list[str], plan: ColumnPlan, cell: Callable[[str], str]) -> 
             found = ObjectId(word)
         if found is not None:
             return found
-    for i in (*(() if "reference" not in plan.columns else (plan.columns["reference"],)), *plan.type_sources):
+    named = [plan.columns[f] for f in ("bacnet_object", "reference") if f in plan.columns]
+    for i in (*named, *plan.type_sources):
         if i < len(row) and (found := object_id(row[i])) is not None:
             return found
     return None
@@ -290,14 +334,17 @@ def _address(
     source: str,
     row_no: int,
     found: ObjectId | None = None,
+    has_device_column: bool = True,
 ) -> Address | None:
-    named = cell("bacnet_object") or cell("bacnet_device")
+    # An object identifier alone (WebCTRL's "analog-input:1001") names the type, not where
+    # the point is: an address needs the device too, from a device column or the reference.
+    named = cell("bacnet_device") or (cell("bacnet_object") and has_device_column)
     if not named and found and found.device is not None and found.instance is not None:
         # An object reference naming its device (Delta's //Site/1000.AI10): a BACnet address.
         return BACnetAddress(
             device_instance=found.device, object_type=found.object_type, object_instance=found.instance
         )
-    if cell("bacnet_object") or cell("bacnet_device"):
+    if named:
         device = number("bacnet_device", int)
         obj = cell("bacnet_object")
         if not obj and cell("object_instance"):

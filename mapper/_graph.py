@@ -75,6 +75,7 @@ def _point(graph: Graph, point: URIRef) -> RawPoint:
         value_kind=_text(graph, point, OSED.valueKind),
         status=_text(graph, point, OSED.rawStatus),
         extra=_extra(graph, point),
+        equipment=_text(graph, point, OSED.rawEquipment),
     )
 
 

@@ -126,6 +126,7 @@ def _add_point(g: Graph, ontology: Ontology, iri: URIRef, labeled: LabeledPoint,
         (OSED.rawPresentValue, raw.present_value),
         (OSED.valueKind, raw.value_kind),
         (OSED.rawStatus, raw.status),
+        (OSED.rawEquipment, raw.equipment),
     ):
         if value:
             g.add((iri, pred, Literal(value)))

@@ -118,6 +118,8 @@ class RawPoint:
     status: str = ""
     #: Source columns no field was read from, as (header, cell): kept, never dropped.
     extra: tuple[tuple[str, str], ...] = ()
+    #: The equipment the source says the point belongs to (a WebCTRL or EBO column).
+    equipment: str = ""
 
     def source_identity(self) -> str:
         """What makes this point the same point on the next import: its address, else its name."""
@@ -146,6 +148,8 @@ class Suggestion:
     reason: str = ""
     equipment: EquipmentRef | None = None
     source: str = "agent"  # agent | example | llm
+    #: What the confidence rests on, as (factor, value) (see agent._calibration.FACTORS).
+    factors: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,11 @@ states and errors never breaks a row).
 from __future__ import annotations
 
 import re
+import tomllib
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 
 #: BACnet object types by every spelling exports use, to the BACnet enumeration text.
 _OBJECT_TYPES: dict[str, str] = {
@@ -61,7 +64,8 @@ _WORD_CODE = re.compile(r"(?:^|[^A-Za-z])(" + "|".join(_SHORT) + r")(?:[^A-Za-z]
 
 _NIAGARA_ESCAPE = re.compile(r"\$(?:u([0-9a-fA-F]{4})|([0-9a-fA-F]{2}))")
 _STATUS_FLAGS = re.compile(r"\{([^{}]*)\}")
-_PRIORITY_SUFFIX = re.compile(r"@\s*(\d{1,2})\s*$")
+#: Niagara's active priority level after the value: ``@ 10``, or ``@ def`` (the default).
+_PRIORITY_SUFFIX = re.compile(r"@\s*(\d{1,2}|def)\s*$", re.IGNORECASE)
 #: A number with a decimal comma or point, optional sign and thousands separators.
 _NUMBER = re.compile(r"^([+-]?(?:\d{1,3}(?:[\s\u00a0\u202f']\d{3})+|\d+)(?:[.,]\d+)?(?:[eE][+-]?\d+)?)(.*)$")
 _NUMBER_DOT_THOUSANDS = re.compile(r"^([+-]?\d{1,3}(?:,\d{3})+\.\d+)(.*)$")
@@ -127,9 +131,50 @@ class ObjectId:
     device: int | None = None
 
 
+_WORDS = re.compile(r"[^0-9a-z]+")
+
+
+def _words(text: str) -> str:
+    return _WORDS.sub(" ", fold(text)).strip()
+
+
+@lru_cache(maxsize=1)
+def _type_names() -> tuple[dict[str, str], dict[str, bool]]:
+    """Object-type names and writable component types, from ``data/object_types.toml``."""
+    data = tomllib.loads((resources.files("mapper") / "data" / "object_types.toml").read_text("utf-8"))
+    names = {_words(k): str(v) for k, v in data.get("names", {}).items()}
+    writable = {_words(k): bool(v) for k, v in data.get("writable", {}).items()}
+    return names, writable
+
+
+def _named_type(text: str) -> str | None:
+    """An object type named in words (``Entrée analogique``, ``Bacnet Analog Value
+    Prioritized Descriptor``): the whole cell, else the longest name inside it."""
+    names = _type_names()[0]
+    key = _words(text)
+    if key in names:
+        return names[key]
+    padded = f" {key} "
+    found = [(len(name), value) for name, value in names.items() if f" {name} " in padded]
+    return max(found)[1] if found else None
+
+
+def type_writability(text: str) -> bool | None:
+    """Whether a component type says the point can be written (Niagara ``Numeric Writable``
+    yes, ``Numeric Point`` no); None when the type says nothing about it."""
+    key = _words(text)
+    table = _type_names()[1]
+    if key in table:
+        return table[key]
+    padded = f" {key} "
+    found = [(len(name), value) for name, value in table.items() if f" {name} " in padded]
+    return max(found)[1] if found else None
+
+
 def object_id(text: str) -> ObjectId | None:
     """The BACnet object a cell names: ``analog-input``, ``AI``, ``AV-12``, ``analogValue_3``,
-    ``analog-value:12``, ``//Site/1000.AI10``, ``Bacnet Ai Export``; None if it names none."""
+    ``analog-value:12``, ``//Site/1000.AI10``, ``Entrée analogique``, ``Bacnet Ai Export``;
+    None if it names none."""
     t = text.strip().strip("'\"")
     if not t or len(t) > 300:
         return None
@@ -146,7 +191,8 @@ def object_id(text: str) -> ObjectId | None:
     m = _SHORT_ID.search(t)
     if m and (m.start(1) == 0 or len(t) - m.start(1) <= 12):
         return ObjectId(_OBJECT_TYPES[m.group(1).lower()], int(m.group(2)))
-    return None
+    named = _named_type(t)
+    return ObjectId(named) if named else None
 
 
 def object_type_word(text: str) -> str | None:
@@ -208,7 +254,7 @@ def parse_value(text: str) -> PresentValue:
     priority = None
     m = _PRIORITY_SUFFIX.search(t)
     if m:
-        priority = int(m.group(1))
+        priority = int(m.group(1)) if m.group(1).isdigit() else None
         t = t[: m.start()]
     t = t.strip().strip("'\"").strip()
     if fold(t) in _MISSING:
@@ -273,3 +319,26 @@ def parse_writable(text: str) -> Writability | None:
 def looks_like_priority_list(text: str) -> bool:
     key = fold(text).strip()
     return bool(key) and bool(_PRIORITY_LIST.match(key)) and not key.isdigit()
+
+
+@dataclass(frozen=True)
+class Facets:
+    unit: str = ""
+    kind: str = ""
+
+
+def parse_facets(text: str) -> Facets:
+    """Niagara facets: ``units=°F,precision=1`` gives the unit, ``trueText=On,falseText=Off``
+    a binary point, ``range={...}`` a multi-state one."""
+    found: dict[str, str] = {}
+    for part in re.split(r",(?![^{]*\})", text):
+        key, sep, value = part.partition("=")
+        if sep:
+            found[key.strip().lower()] = value.strip()
+    unit = found.get("units") or found.get("unit") or ""
+    if unit.lower() in ("null", "none", "(null)"):
+        unit = ""
+    kind = "binary" if "truetext" in found or "falsetext" in found else ""
+    if "range" in found:
+        kind = "multistate"
+    return Facets(unit, kind)
