@@ -8,9 +8,11 @@ from collections import Counter, defaultdict
 from pydantic import BaseModel
 
 from agent import Example, point_signature
-from api._service import Platform, PointFilter, PointRow, _local
+from api import _paging
+from api._paging import PointFilter, PointRow, local
+from api._service import BuildingNotFound, Platform
 from mapper import Suggestion, read_points_graph
-from ontology import sparql_prefixes
+from ontology import OSED, sparql_prefixes
 
 _HUMAN = ("confirmed", "corrected", "rejected")
 
@@ -52,12 +54,12 @@ class Similar(BaseModel):
 
 def summary(platform: Platform, building: str, threshold: float = 0.8) -> ReviewSummary:
     iri = platform.require_building(building)
+    # Over one row per point (the table's own), so the counts match what the table pages.
     result = platform.store.query(
         sparql_prefixes()
         + f"""SELECT ?status (COUNT(?p) AS ?n) (SUM(COALESCE(?conf, 0.0)) AS ?confsum)
                  (SUM(IF(COALESCE(?conf, 0.0) >= {float(threshold)}, 1, 0)) AS ?above) WHERE {{
-            GRAPH <{iri}> {{ ?p osed:rawName ?name ; osed:reviewStatus ?status .
-                              OPTIONAL {{ ?p osed:confidence ?conf }} }} }} GROUP BY ?status""",
+            {{ {_paging.matching(iri, PointFilter(), None)} }} }} GROUP BY ?status""",
     )
     by_status: dict[str, int] = {}
     right = 0.0
@@ -87,8 +89,6 @@ def review_queue(platform: Platform, building: str, k: int = 10) -> list[PointRo
     learning over the stored suggestions: large groups of look-alike, unsure points first)."""
     iri = platform.require_building(building)
     graph = platform.store.get_graph(iri)
-    from ontology import OSED
-
     points = read_points_graph(graph)
     agent = platform.new_agent()
     agent.building = building
@@ -98,12 +98,12 @@ def review_queue(platform: Platform, building: str, k: int = 10) -> list[PointRo
     for point_iri, raw in points:
         status = str(graph.value(point_iri, OSED.reviewStatus) or "suggested")
         if status in _HUMAN:
-            cls = _local(graph.value(point_iri, OSED.decidedClass))
+            cls = local(graph.value(point_iri, OSED.decidedClass))
             if cls:
                 decided.append(Example(raw.name, cls, building))
             continue
         conf = graph.value(point_iri, OSED.confidence)
-        cls = _local(graph.value(point_iri, OSED.suggestedClass))
+        cls = local(graph.value(point_iri, OSED.suggestedClass))
         candidates.append((str(point_iri), raw))
         suggestions.append(
             Suggestion(brick_class=cls, confidence=float(str(conf)) if conf is not None else 0.0)
@@ -123,8 +123,6 @@ def similar(platform: Platform, building: str, point: str) -> Similar:
     )
     names = {str(r["p"]): str(r["name"]) for r in result.rows}
     if point not in names:
-        from api._service import BuildingNotFound
-
         raise BuildingNotFound(f"no point '{point[:200]}' in building '{building}'")
     signature = point_signature(names[point])
     if not signature:
@@ -144,40 +142,45 @@ def _rows(platform: Platform, building: str, iris: list[str]) -> list[PointRow]:
 
 
 def equipment_tree(platform: Platform, building: str) -> list[EquipmentNode]:
-    """Equipment inferred from point names, what feeds it, and its points."""
+    """Equipment inferred from point names, what feeds it, and its points (each once)."""
     iri = platform.require_building(building)
-    result = platform.store.query(
-        sparql_prefixes()
-        + f"""SELECT ?e ?label ?cls ?parent ?p ?name ?pcls ?status WHERE {{ GRAPH <{iri}> {{
+
+    def select(body: str) -> list[dict[str, object]]:
+        rows = platform.store.query(sparql_prefixes() + body, limit=10**6).rows
+        return [dict(r) for r in rows]
+
+    equipment = select(
+        f"""SELECT ?e (MIN(STR(?label)) AS ?name) (MIN(STR(?cls)) AS ?kind) WHERE {{ GRAPH <{iri}> {{
             ?e rdfs:label ?label ; a ?cls . FILTER(STRSTARTS(STR(?cls), STR(brick:)))
             FILTER NOT EXISTS {{ ?e osed:rawName ?any }}
-            FILTER NOT EXISTS {{ ?e a osed:Building }}
-            OPTIONAL {{ ?parent brick:feeds ?e }}
-            OPTIONAL {{ ?p brick:isPointOf ?e ; osed:rawName ?name ; osed:reviewStatus ?status ; a ?pcls .
-                       FILTER(STRSTARTS(STR(?pcls), STR(brick:))) }}
-        }} }} ORDER BY ?label ?name""",
-        limit=10**6,
+            FILTER NOT EXISTS {{ ?e a osed:Building }} }} }} GROUP BY ?e"""
     )
-    nodes: dict[str, EquipmentNode] = {}
+    feeds = select(f"SELECT DISTINCT ?parent ?e WHERE {{ GRAPH <{iri}> {{ ?parent brick:feeds ?e }} }}")
+    points = select(
+        f"""SELECT ?e ?p (MIN(STR(?n)) AS ?name) (MIN(STR(?c)) AS ?cls) (MIN(STR(?s0)) AS ?status)
+            WHERE {{ GRAPH <{iri}> {{ ?p brick:isPointOf ?e ; osed:rawName ?n .
+              OPTIONAL {{ ?p osed:reviewStatus ?s0 }}
+              OPTIONAL {{ ?p a ?c . FILTER(STRSTARTS(STR(?c), STR(brick:)) && ?c != brick:Point) }}
+            }} }} GROUP BY ?e ?p ORDER BY ?name ?p"""
+    )
+    nodes = {
+        str(r["e"]): EquipmentNode(
+            iri=str(r["e"]), label=str(r["name"]), brick_class=local(r["kind"]) or "", parents=[], points=[]
+        )
+        for r in equipment
+    }
     parents: dict[str, set[str]] = defaultdict(set)
-    seen: dict[str, set[str]] = defaultdict(set)
-    for r in result.rows:
-        e = str(r["e"])
-        node = nodes.get(e)
-        if node is None:
-            node = nodes[e] = EquipmentNode(
-                iri=e, label=str(r["label"]), brick_class=_local(r["cls"]) or "", parents=[], points=[]
-            )
-        if "parent" in r:
-            parents[e].add(str(r["parent"]))
-        if "p" in r and str(r["p"]) not in seen[e]:
-            seen[e].add(str(r["p"]))
+    for r in feeds:
+        parents[str(r["e"])].add(str(r["parent"]))
+    for r in points:
+        node = nodes.get(str(r["e"]))
+        if node is not None:
             node.points.append(
                 {
                     "iri": str(r["p"]),
                     "name": str(r["name"]),
-                    "brick_class": _local(r["pcls"]),
-                    "status": str(r["status"]),
+                    "brick_class": local(r.get("cls")),
+                    "status": str(r.get("status") or "suggested"),
                 }
             )
     for e, node in nodes.items():

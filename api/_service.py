@@ -9,13 +9,13 @@ import re
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Literal as TypeLiteral
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from rdflib import RDF, RDFS, Graph, Literal, URIRef
 
 from agent import (
@@ -28,6 +28,8 @@ from agent import (
     LLMRefiner,
     openai_compatible_model,
 )
+from api import _paging
+from api._paging import PointFilter, PointRow
 from api.settings import Settings
 from core.errors import GraphStoreError, OsedError
 from edge import SafetyLayer, safety_layer
@@ -57,21 +59,6 @@ class BuildingNotFound(OsedError):
     """No building with that id is stored."""
 
 
-class PointRow(BaseModel):
-    iri: str
-    name: str
-    description: str | None = None
-    unit: str | None = None
-    object_type: str | None = None
-    brick_class: str | None = None
-    suggested_class: str | None = None
-    confidence: float | None = None
-    status: str
-    reason: str | None = None
-    alternatives: list[str] = []
-    equipment: str | None = None
-
-
 class Decision(BaseModel):
     """A reviewer's decision on one point (by IRI) or on every point with that raw name.
 
@@ -91,18 +78,6 @@ class DecisionResult(BaseModel):
     relabeled: int
     points: int
     batch: str = ""
-
-
-class PointFilter(BaseModel):
-    """Which points: every field optional, all given ones must hold."""
-
-    status: TypeLiteral["suggested", "confirmed", "corrected", "rejected", "abstained"] | None = None
-    q: str | None = Field(default=None, max_length=200, description="text in the raw name or description")
-    brick_class: str | None = Field(default=None, max_length=200, description="class name (exact)")
-    equipment: str | None = Field(default=None, max_length=200, description="equipment label (exact)")
-    min_confidence: float | None = Field(default=None, ge=0, le=1)
-    max_confidence: float | None = Field(default=None, ge=0, le=1)
-    point: str | None = Field(default=None, max_length=2000, description="one point, by IRI")
 
 
 class DecisionConflict(OsedError):
@@ -514,7 +489,7 @@ class Platform:
                 if identity is None:
                     continue  # the point has left the building since
                 status = str(prov.value(act, OSED.previousStatus) or "suggested")
-                cls = _local(prov.value(act, OSED.previousDecidedClass))
+                cls = _paging.local(prov.value(act, OSED.previousDecidedClass))
                 if status in _HUMAN_STATUSES:
                     state.merged[identity] = (status, cls)
                 else:
@@ -565,8 +540,8 @@ class Platform:
                 "when": str(r["when"]),
                 "who": str(r["who"]),
                 "action": str(r["action"]),
-                "brick_class": _local(r.get("cls")) or "",
-                "previous_class": _local(r.get("prev")) or "",
+                "brick_class": _paging.local(r.get("cls")) or "",
+                "previous_class": _paging.local(r.get("prev")) or "",
             }
             for r in result.rows
         ]
@@ -591,118 +566,38 @@ class Platform:
         iris: Sequence[str] | None = None,
     ) -> tuple[int, list[PointRow]]:
         """One page of a building's points, filtered and sorted in the store (server-side
-        paging: a 10,000-point building costs one page per request). ``iris`` restricts the
-        page to those points."""
+        paging: a 10,000-point building costs one page per request), and how many points
+        match in all. ``iris`` restricts the page to those points."""
         iri = self.require_building(building)
         where = where or PointFilter()
         if status or text:
             where = where.model_copy(update={"status": status or where.status, "q": text or where.q})
-        body = self._filtered(iri, where, iris)
-        total_q = self.store.query(sparql_prefixes() + f"SELECT (COUNT(?p) AS ?n) WHERE {{ {body} }}")
-        total = int(str(total_q.rows[0]["n"])) if total_q.rows else 0
-        key = _SORT_KEYS.get(sort)
-        if key is None:
-            raise OsedError(f"cannot sort by '{sort[:40]}': use one of {', '.join(_SORT_KEYS)}")
-        order = f"DESC({key})" if descending else f"ASC({key})"
-        page = self.store.query(
-            sparql_prefixes()
-            + f"""SELECT ?p ?name ?status ?desc ?unit ?otype ?cls ?sugg ?conf ?reason
-                     (GROUP_CONCAT(DISTINCT STR(?alt); separator="|") AS ?alts) ?equip WHERE {{
-                {{ SELECT ?p ?name ?status ?cls ?conf ?equip WHERE {{ {body} }}
-                   ORDER BY {order} ?name ?p LIMIT {int(limit)} OFFSET {int(offset)} }}
-                GRAPH <{iri}> {{
-                  OPTIONAL {{ ?p osed:rawDescription ?desc }} OPTIONAL {{ ?p osed:rawUnit ?unit }}
-                  OPTIONAL {{ ?p osed:rawObjectType ?otype }} OPTIONAL {{ ?p osed:suggestedClass ?sugg }}
-                  OPTIONAL {{ ?p osed:suggestionReason ?reason }}
-                  OPTIONAL {{ ?p osed:alternativeClass ?alt }}
-                }}
-            }} GROUP BY ?p ?name ?status ?desc ?unit ?otype ?cls ?sugg ?conf ?reason ?equip
-            ORDER BY {order} ?name ?p""",
-            limit=limit,
-        )
-        return total, [_row(r) for r in page.rows]
+        if sort not in _paging.SORT_KEYS:
+            raise OsedError(f"cannot sort by '{sort[:40]}': use one of {', '.join(_paging.SORT_KEYS)}")
+        matching = self._matching(iri, where, iris)
+        counted = self.store.query(_paging.count_query(matching))
+        total = int(str(counted.rows[0]["n"])) if counted.rows else 0
+        page = self.store.query(_paging.page_query(matching, sort, descending, offset, limit), limit=limit)
+        wanted = [str(r["p"]) for r in page.rows]
+        if not wanted:
+            return total, []
+        # The page's details in a second query over just these points.
+        found = self.store.query(_paging.details_query(iri, wanted), limit=len(wanted))
+        rows = {r.iri: r for r in map(_paging.row, found.rows)}
+        return total, [rows[p] for p in wanted if p in rows]
 
     def point_iris(self, building: str, where: PointFilter) -> list[str]:
         """Every point matching a filter (for decisions on everything a filter shows)."""
         iri = self.require_building(building)
-        body = self._filtered(iri, where)
         result = self.store.query(
-            sparql_prefixes() + f"SELECT ?p WHERE {{ {body} }} ORDER BY ?p", limit=10**6
+            sparql_prefixes() + f"SELECT ?p WHERE {{ {{ {self._matching(iri, where)} }} }} ORDER BY ?p",
+            limit=10**6,
         )
         return [str(r["p"]) for r in result.rows]
 
-    def _filtered(self, iri: str, where: PointFilter, iris: Sequence[str] | None = None) -> str:
-        filters = []
-        if where.point:
-            iris = [i for i in iris if i == where.point] if iris is not None else [where.point]
-        if iris is not None:
-            safe = " ".join(f"<{i}>" for i in iris if not _NOT_IN_IRI.search(i))
-            filters.append(f"VALUES ?p {{ {safe} }}")
-        if where.status:
-            filters.append(f'FILTER(?status = "{_escape(where.status)}")')
-        if where.q:
-            filters.append(
-                f'FILTER(CONTAINS(LCASE(?name), LCASE("{_escape(where.q)}")) || '
-                f'CONTAINS(LCASE(COALESCE(?fdesc, "")), LCASE("{_escape(where.q)}")))'
-            )
-        if where.brick_class:
-            cls = self.ontology.index.canonical(where.brick_class.strip())
-            filters.append(f"FILTER(?cls = <{BRICK[_iri_safe(cls)]}>)")
-        if where.equipment:
-            filters.append(f'FILTER(?equip = "{_escape(where.equipment)}")')
-        if where.min_confidence is not None:
-            filters.append(f"FILTER(COALESCE(?conf, 0.0) >= {float(where.min_confidence)})")
-        if where.max_confidence is not None:
-            filters.append(f"FILTER(COALESCE(?conf, 0.0) <= {float(where.max_confidence)})")
-        return f"""GRAPH <{iri}> {{
-            ?p osed:rawName ?name ; osed:reviewStatus ?status ; a ?cls .
-            FILTER(STRSTARTS(STR(?cls), STR(brick:)))
-            OPTIONAL {{ ?p osed:confidence ?conf }}
-            OPTIONAL {{ ?p brick:isPointOf ?e . ?e rdfs:label ?equip }}
-            OPTIONAL {{ ?p osed:rawDescription ?fdesc }}
-            {" ".join(filters)} }}"""
-
-
-_SORT_KEYS = {
-    "name": "?name",
-    "confidence": "COALESCE(?conf, -1.0)",
-    "status": "?status",
-    "class": "STR(?cls)",
-    "equipment": 'COALESCE(?equip, "")',
-}
-
-
-_NOT_IN_IRI = re.compile(r'[\s<>"{}|\\^`]')
-
-
-def _iri_safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "", name)[:200]
-
-
-def _local(term: object) -> str | None:
-    if term is None:
-        return None
-    text = str(term)
-    return text.rsplit("#", 1)[-1] if "#" in text else text
-
-
-def _row(r: Mapping[str, object]) -> PointRow:
-    cls = _local(r.get("cls"))
-    alts = str(r.get("alts") or "")
-    return PointRow(
-        iri=str(r["p"]),
-        name=str(r["name"]),
-        description=str(r["desc"]) if "desc" in r else None,
-        unit=str(r["unit"]) if "unit" in r else None,
-        object_type=str(r["otype"]) if "otype" in r else None,
-        brick_class=None if cls == "Point" else cls,
-        suggested_class=_local(r.get("sugg")),
-        confidence=float(str(r["conf"])) if "conf" in r else None,
-        status=str(r["status"]),
-        reason=str(r["reason"]) if "reason" in r else None,
-        alternatives=[a.rsplit("#", 1)[-1] for a in alts.split("|") if a],
-        equipment=str(r["equip"]) if "equip" in r else None,
-    )
+    def _matching(self, iri: str, where: PointFilter, iris: Sequence[str] | None = None) -> str:
+        cls = self.ontology.index.canonical(where.brick_class.strip()) if where.brick_class else None
+        return _paging.matching(iri, where, cls, iris)
 
 
 def _decisions_in(graph: Graph) -> dict[str, tuple[str, str | None]]:
@@ -788,10 +683,6 @@ def _activity(prov: Graph, act: URIRef, who: URIRef, when: datetime, action: str
     prov.add((act, PROV.endedAtTime, Literal(when)))
     prov.add((act, OSED.action, Literal(action)))
     prov.add((act, OSED.batch, Literal(batch)))
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")[:200]
 
 
 __all__ = [

@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rdflib import RDF, RDFS
 
 from agent import ClassRetriever
 from api._service import Platform
 from api.settings import Settings
 from graphstore import OxigraphStore
-from ontology import Ontology
+from ontology import BRICK, OSED, Ontology
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dev"
@@ -55,3 +56,29 @@ def finished_job(client: Any, job_id: str, timeout_s: float = 60.0) -> dict[str,
         if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
             return job
         time.sleep(0.05)
+
+
+def stored_points(platform: Platform, building: str) -> dict[str, dict[str, Any]]:
+    """Every point the store holds for a building, read from its graph (not through the
+    paging queries under test): IRI -> names, descriptions, status, Brick classes,
+    equipment labels and confidence, each as the graph states it (several values kept)."""
+    graph = platform.building_graph(building)
+    brick = str(BRICK)
+    out: dict[str, dict[str, Any]] = {}
+    for point in set(graph.subjects(OSED.rawName, None)):
+        confidence = graph.value(point, OSED.confidence)
+        out[str(point)] = {
+            "names": {str(n) for n in graph.objects(point, OSED.rawName)},
+            "descriptions": {str(d) for d in graph.objects(point, OSED.rawDescription)},
+            "status": str(graph.value(point, OSED.reviewStatus) or "suggested"),
+            "classes": {
+                str(c)[len(brick) :] for c in graph.objects(point, RDF.type) if str(c).startswith(brick)
+            },
+            "equipment": {
+                str(label)
+                for e in graph.objects(point, BRICK.isPointOf)
+                for label in graph.objects(e, RDFS.label)
+            },
+            "confidence": float(confidence) if confidence is not None else 0.0,
+        }
+    return out

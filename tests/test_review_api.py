@@ -6,17 +6,24 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from rdflib import RDF, RDFS, Literal
 
-from api._service import Decision, Platform
+from agent import point_signature
+from api._service import Decision, Platform, PointFilter
 from api._users import UserStore, hash_password, verify_password
 from api.app import create_app
 from api.settings import Settings
+from eval.paging import synthetic_points
+from graphstore import OxigraphStore
 from mapper import LabeledPoint, RawPoint, Suggestion, build_model, read_points
-from ontology import Ontology
-from tests.conftest import FIXTURES
+from ontology import BRICK, OSED, Ontology
+from tests.conftest import FIXTURES, stored_points
 from tests.test_cli import osed as run_osed
 
 
@@ -243,3 +250,161 @@ def test_user_cli_adds_lists_and_removes(tmp_path: Path) -> None:
     assert UserStore(tmp_path / "var" / "users.json").check("rita", "long-enough") == "reviewer"
     assert osed("user", "remove", "rita").returncode == 0
     assert osed("user", "list").stdout.strip() == ""
+
+
+# -- every point reachable -------------------------------------------------------------------
+# A building mixing what real exports hold: described and undescribed points, with and
+# without unit and equipment, opaque controller codes the agent abstains on, a repeated
+# name, and values a foreign model may state twice (two equipment labels, two Brick types,
+# two descriptions). Paging must reach each point exactly once whatever the sort or filter.
+SORTS = ("name", "confidence", "status", "class", "equipment")
+
+
+@pytest.fixture(scope="module")
+def mixed(ontology: Ontology, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("mixed") / "var")
+    settings.agent.retrieval = False
+    platform = Platform(settings, store=OxigraphStore(None, settings.store), ontology=ontology)
+    points = [*synthetic_points(260, seed=7), RawPoint("QX-0001"), RawPoint("QX-0001", unit="%")]
+    result = platform.import_points("mixed", points)
+    assert result.abstained >= 10
+    graph = platform.building_graph("mixed")
+    zone = next(graph.subjects(RDF.type, BRICK.Zone_Air_Temperature_Sensor))
+    undescribed = next(
+        p for p in graph.subjects(OSED.rawName, None) if (p, OSED.rawDescription, None) not in graph
+    )
+    ahu = next(graph.subjects(RDFS.label, Literal("AHU-1")))
+    other = next(graph.subjects(RDFS.label, Literal("AHU-2")))
+    platform.store.update(
+        f"""INSERT DATA {{ GRAPH <{platform.graph_iri("mixed")}> {{
+            <{ahu}> <{RDFS.label}> "CTA-1"@fr .
+            <{zone}> a <{BRICK.Temperature_Sensor}> ; <{BRICK.isPointOf}> <{other}> .
+            <{undescribed}> <{OSED.rawDescription}> "first", "second" . }} }}"""
+    )
+    with TestClient(create_app(settings, platform=platform)) as client:
+        client.platform = platform  # type: ignore[attr-defined]
+        yield client
+    platform.close()
+
+
+def _page_through(c: TestClient, limit: int = 23, **params: object) -> tuple[list[int], list[dict]]:
+    """Every page until an empty one (not trusting ``total``): the totals and the rows."""
+    totals: list[int] = []
+    rows: list[dict] = []
+    for offset in range(0, 2_000, limit):
+        page = c.get("/buildings/mixed/points", params={**params, "offset": offset, "limit": limit}).json()
+        totals.append(page["total"])
+        if not page["items"]:
+            break
+        assert len(page["items"]) == limit or offset + len(page["items"]) == page["total"], offset
+        rows.extend(page["items"])
+    return totals, rows
+
+
+def _sort_key(sort: str, row: dict) -> object:
+    value = {"name": row["name"], "confidence": row["confidence"], "status": row["status"]}.get(sort)
+    if sort == "class":
+        value = row["brick_class"] or ""
+    if sort == "equipment":
+        value = row["equipment"] or ""
+    return -1.0 if value is None else value
+
+
+def test_paging_reaches_every_point_once_under_every_sort(mixed: TestClient) -> None:
+    held = stored_points(mixed.platform, "mixed")  # type: ignore[attr-defined]
+    assert len(held) == 262
+    for sort in SORTS:
+        for order in ("asc", "desc"):
+            totals, rows = _page_through(mixed, sort=sort, order=order)
+            iris = [r["iri"] for r in rows]
+            assert set(totals) == {len(held)}, (sort, order)
+            assert len(iris) == len(set(iris)) == len(held) and set(iris) == set(held), (sort, order)
+            keys = [_sort_key(sort, r) for r in rows]
+            assert keys == sorted(keys, reverse=order == "desc"), (sort, order)
+
+
+def test_paging_reaches_every_matching_point_under_every_filter(mixed: TestClient) -> None:
+    held = stored_points(mixed.platform, "mixed")  # type: ignore[attr-defined]
+    equipment = {e for p in held.values() for e in p["equipment"]}
+    assert {"AHU-1", "CTA-1"} <= equipment
+
+    def matches(p: dict, f: dict) -> bool:
+        text = str(f.get("q", "")).lower()
+        return (
+            ("status" not in f or p["status"] == f["status"])
+            and (not text or any(text in s.lower() for s in p["names"] | p["descriptions"]))
+            and ("brick_class" not in f or f["brick_class"] in p["classes"])
+            and ("equipment" not in f or f["equipment"] in p["equipment"])
+            and p["confidence"] >= f.get("min_confidence", 0.0)
+            and p["confidence"] <= f.get("max_confidence", 1.0)
+        )
+
+    filters: list[dict] = [{"status": s} for s in ("suggested", "abstained")]
+    filters += [{"q": "zone"}, {"q": "second"}, {"q": "qx-"}, {"brick_class": "Zone_Air_Temperature_Sensor"}]
+    filters += [{"brick_class": "Temperature_Sensor"}, {"equipment": "AHU-1"}, {"equipment": "CTA-1"}]
+    filters += [{"min_confidence": 0.5, "max_confidence": 0.9}, {"max_confidence": 0.0}]
+    filters += [{"status": "abstained", "q": "x"}]
+    for f in filters:
+        expected = {iri for iri, p in held.items() if matches(p, f)}
+        assert expected, f
+        for sort, order in (("name", "asc"), ("confidence", "desc")):
+            totals, rows = _page_through(mixed, limit=17, sort=sort, order=order, **f)
+            iris = [r["iri"] for r in rows]
+            assert set(totals) == {len(expected)}, f
+            assert len(iris) == len(set(iris)) and set(iris) == expected, f
+        # By-filter decisions see the same points.
+        assert sorted(mixed.platform.point_iris("mixed", PointFilter(**f))) == sorted(expected)  # type: ignore[attr-defined]
+
+
+def test_summary_queue_similar_and_equipment_count_each_point_once(mixed: TestClient) -> None:
+    held = stored_points(mixed.platform, "mixed")  # type: ignore[attr-defined]
+    summary = mixed.get("/buildings/mixed/summary").json()
+    assert summary["total"] == sum(summary["by_status"].values()) == len(held)
+    for status in ("suggested", "abstained"):
+        assert summary["by_status"].get(status, 0) == sum(1 for p in held.values() if p["status"] == status)
+    # The queue, "similar" and links to a point fetch their rows by IRI: every one comes back.
+    iris = sorted(held)
+    _, by_iri = mixed.platform.points("mixed", iris=iris, limit=len(iris))  # type: ignore[attr-defined]
+    assert sorted(r.iri for r in by_iri) == iris
+    queue = mixed.get("/buildings/mixed/review-queue", params={"k": 60}).json()
+    assert len(queue) == len({q["iri"] for q in queue}) >= 20  # one per group of look-alike points
+    for name in ("QX-0001", "AHU-1.VAV-1-01.ZN-T"):
+        iri = next(i for i, p in held.items() if name in p["names"])
+        similar = mixed.get("/buildings/mixed/similar", params={"point": iri}).json()["points"]
+        signature = point_signature(name)
+        alike = {i for i, p in held.items() if any(point_signature(n) == signature for n in p["names"])}
+        assert {r["iri"] for r in similar} == alike and len(similar) == len(alike)
+    tree = mixed.get("/buildings/mixed/equipment").json()
+    for node in tree:
+        assert len(node["points"]) == len({p["iri"] for p in node["points"]})
+    listed = {p["iri"] for node in tree for p in node["points"]}
+    assert listed == {i for i, p in held.items() if p["equipment"]}
+
+
+def test_abstained_points_are_listed_and_decided_like_any_other(mixed: TestClient) -> None:
+    held = stored_points(mixed.platform, "mixed")  # type: ignore[attr-defined]
+    abstained = mixed.get("/buildings/mixed/points", params={"status": "abstained", "limit": 1000}).json()
+    expected = {i for i, p in held.items() if p["status"] == "abstained"}
+    assert abstained["total"] == len(abstained["items"]) == len(expected)
+    assert {r["iri"] for r in abstained["items"]} == expected
+    first, second = abstained["items"][:2]
+    assert first["brick_class"] is None and first["status"] == "abstained"
+
+    def decide(row: dict[str, Any], action: str, cls: str | None = None) -> Any:
+        seen = {"expected_status": row["status"], "expected_class": row["brick_class"] or ""}
+        body = {"decisions": [{"point": row["iri"], "action": action, "brick_class": cls, **seen}]}
+        return mixed.post("/buildings/mixed/decisions", json=body)
+
+    refused = decide(first, "confirm")  # nothing was suggested: there is nothing to confirm
+    assert refused.status_code == 400 and "correct it instead" in refused.json()["detail"]
+    assert decide(first, "correct", "Occupancy_Sensor").status_code == 200
+    # The relabeling after a decision may have given the second one a suggestion meanwhile.
+    second = mixed.get("/buildings/mixed/points", params={"point": second["iri"]}).json()["items"][0]
+    assert decide(second, "reject").status_code == 200
+    now = stored_points(mixed.platform, "mixed")  # type: ignore[attr-defined]
+    assert (now[first["iri"]]["status"], now[first["iri"]]["classes"]) == ("corrected", {"Occupancy_Sensor"})
+    assert now[second["iri"]]["status"] == "rejected"
+    shown = mixed.get("/buildings/mixed/points", params={"point": first["iri"]}).json()["items"]
+    assert [(r["status"], r["brick_class"]) for r in shown] == [("corrected", "Occupancy_Sensor")]
+    left = mixed.get("/buildings/mixed/points", params={"status": "abstained", "limit": 1000}).json()
+    assert left["total"] == len(left["items"]) == sum(1 for p in now.values() if p["status"] == "abstained")

@@ -23,8 +23,10 @@ from api._service import Platform
 from api._users import UserStore
 from api.app import create_app
 from api.demo import demo_points
+from eval.paging import synthetic_points
 from mapper import RawPoint
 from ontology import BRICK, OSED
+from tests.conftest import stored_points
 from tests.peers.http_peers import serve
 
 ARTIFACTS = Path(
@@ -44,6 +46,17 @@ def server(platform: Platform) -> Iterator[tuple[str, Platform]]:
     hostile = '<img src=x onerror="window.__pwned=1">'
     points.append(RawPoint(hostile, description="<script>window.__pwned=2</script>", unit="°F"))
     platform.import_points("hq", points, label="Headquarters")
+    with serve(create_app(platform.settings, platform=platform)) as base:
+        yield base, platform
+
+
+@pytest.fixture
+def mixed_server(platform: Platform) -> Iterator[tuple[str, Platform]]:
+    """A building of 140 points (two pages) mixing described and undescribed points, with
+    and without unit or equipment, and opaque codes the agent abstains on."""
+    platform.settings.api.anonymous_role = ""
+    UserStore(platform.settings.users_path()).add("rita", PASSWORD, "reviewer")
+    platform.import_points("mixed", synthetic_points(140, seed=3))
     with serve(create_app(platform.settings, platform=platform)) as base:
         yield base, platform
 
@@ -85,8 +98,8 @@ def after(b: WebDriver, action: Any, name: str = "ready") -> None:
     wait(b, lambda d: marker(d, name) != before)
 
 
-def sign_in(b: WebDriver, base: str, user: str) -> None:
-    b.get(f"{base}/ui?building=hq")
+def sign_in(b: WebDriver, base: str, user: str, building: str = "hq") -> None:
+    b.get(f"{base}/ui?building={building}")
     wait(b, lambda d: marker(d) != "")
     b.find_element(By.ID, "username").send_keys(user)
     b.find_element(By.ID, "password").send_keys(PASSWORD)
@@ -335,3 +348,44 @@ def test_side_panels_queue_validation_equipment_and_download(server, browser, tm
     turtle = next(tmp_path.glob("hq*.ttl")).read_text("utf-8")
     assert "brick:" in turtle and "AHU-1.VAV-1-01.ZN-T" in turtle
     assert platform.store.graphs()  # the download did not change anything
+
+
+def test_every_point_is_on_a_page_abstained_ones_too_and_they_can_be_corrected(mixed_server, browser) -> None:
+    base, platform = mixed_server
+    b = browser
+    held = stored_points(platform, "mixed")
+    sign_in(b, base, "rita", building="mixed")
+    shown = lambda: [tr.get_attribute("data-iri") for tr in rows(b)]  # noqa: E731
+    info = lambda: b.find_element(By.ID, "page-info").text  # noqa: E731
+    first = shown()
+    assert (len(first), info()) == (100, f"1–100 of {len(held)}")
+    after(b, lambda: b.find_element(By.ID, "next").click(), "loaded")
+    second = shown()
+    assert info() == f"101–{len(held)} of {len(held)}"
+    assert len(first) + len(second) == len(held) and set(first) | set(second) == set(held)
+
+    abstained = {iri for iri, p in held.items() if p["status"] == "abstained"}
+    assert len(abstained) >= 5
+    filter_text(b, "", status="abstained")
+    assert set(shown()) == abstained and info() == f"1–{len(abstained)} of {len(abstained)}"
+    assert {tr.find_element(By.CSS_SELECTOR, ".status-cell").text for tr in rows(b)} == {"abstained"}
+    target = rows(b)[0]
+    iri = target.get_attribute("data-iri")
+    assert not target.find_elements(By.CSS_SELECTOR, "button.confirm")  # nothing to confirm
+    target.find_element(By.CSS_SELECTOR, "button.correct").click()
+    search = b.find_element(By.ID, "class-search")
+    search.clear()
+    search.send_keys("occupancy sensor")
+    wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, "#class-results li[data-cls='Occupancy_Sensor']"))
+    wait(
+        b,
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, "#class-results li[data-cls='Occupancy_Sensor']").click() or True
+        ),
+    )
+    after(b, lambda: b.find_element(By.ID, "correct-apply").click())
+    now = stored_points(platform, "mixed")
+    assert (now[iri]["status"], now[iri]["classes"]) == ("corrected", {"Occupancy_Sensor"})
+    # The relabeling may have labeled look-alikes of it too: the page shows what is left.
+    left = {i for i, p in now.items() if p["status"] == "abstained"}
+    assert set(shown()) == left and info() == f"1–{len(left)} of {len(left)}"
