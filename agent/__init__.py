@@ -1,12 +1,14 @@
 """The labeling agent: suggests a Brick class for each point, learns from human decisions."""
 
 from agent._agent import AgentConfig, Example, LabelingAgent
-from agent._calibration import Calibration, fit_isotonic
+from agent._calibration import FACTORS, Calibration, fit_isotonic
+from agent._calibration import fit_calibration as fit_confidence
 from agent._llm import LLMConfig, LLMRefiner, openai_compatible_model
 from agent._names import Knowledge, NameParser, ParsedName, point_signature, tokenize
 from agent._retrieval import ClassRetriever, MiniLMEmbedding, class_documents
 
 __all__ = [
+    "FACTORS",
     "AgentConfig",
     "Calibration",
     "ClassRetriever",
@@ -19,6 +21,7 @@ __all__ = [
     "NameParser",
     "ParsedName",
     "class_documents",
+    "fit_confidence",
     "fit_isotonic",
     "openai_compatible_model",
     "point_signature",

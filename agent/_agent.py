@@ -13,9 +13,9 @@ from agent._calibration import Calibration
 from agent._llm import LLMRefiner
 from agent._names import Knowledge, NameParser, ParsedName
 from agent._retrieval import ClassRetriever
-from agent._scoring import ClassScorer, Evidence, Scored, normalise_tag
+from agent._scoring import MEASURES, ClassScorer, Evidence, Scored, normalise_tag, object_type_key
 from core.errors import LabelingError
-from mapper import RawPoint, Suggestion
+from mapper import EquipmentRef, RawPoint, Suggestion
 from ontology import Ontology
 
 _NGRAM = 3
@@ -45,8 +45,6 @@ class AgentConfig:
     #: How much the other unsure points believed to be of a point's class make it worth
     #: confirming (it teaches the building's convention for that class).
     convention_weight: float = 0.1
-    #: Raw confidence kept when no word, object type or confirmation states the point kind.
-    unstated_kind: float = 0.6
     #: How far below the third-ranked class one of another point kind may score and still
     #: be offered as the second alternative.
     kind_margin: float = 1.0
@@ -164,6 +162,8 @@ class LabelingAgent:
             self.knowledge.related,
             self.knowledge.defaults,
             self.knowledge.qualifiers,
+            self.knowledge.analog,
+            self.knowledge.binary,
         )
         self.memory = _ExampleMemory(self.parser)
         self._tag_names = {t.lower(): t for t in self.scorer.vocabulary}
@@ -178,6 +178,8 @@ class LabelingAgent:
         self._by_tags = {tags: names[0] for tags, names in owners.items() if len(names) == 1}
         #: The building being labeled: its own examples count before other buildings'.
         self.building = ""
+        #: How far this building's reviewers agree with the agent more (or less) than usual.
+        self._agreement = 0.0
 
     def _check_knowledge(self) -> None:
         index = self.ontology.index
@@ -212,18 +214,19 @@ class LabelingAgent:
     ) -> list[Suggestion]:
         """One suggestion per point, in order. Points with the same name, description,
         unit, type and tags are judged once."""
-        keys = [(p.name, p.description, p.unit, p.object_type, p.tags) for p in points]
-        first: dict[tuple[str, str, str, str, tuple[str, ...]], RawPoint] = {}
+        keys = [_evidence_key(p) for p in points]
+        first: dict[_Key, RawPoint] = {}
         for key, point in zip(keys, points, strict=True):
             first.setdefault(key, point)
         prepared = {key: self._prepare(point) for key, point in first.items()}
+        self._agreement = _agreement(prepared.values())
         rules = self._conventions(prepared.values())
         if rules:
             for draft in prepared.values():
                 self._apply_conventions(draft, rules)
         if self.retriever is not None:
             self._retrieve(prepared)
-        done: dict[tuple[str, str, str, str, tuple[str, ...]], Suggestion] = {}
+        done: dict[_Key, Suggestion] = {}
         out = []
         for n, key in enumerate(keys, start=1):
             suggestion = done.get(key)
@@ -253,15 +256,37 @@ class LabelingAgent:
         for tag in point.tags:
             tags.extend(self.parser.parse(tag).tags)
         unit = self.ontology.units.lookup(point.unit)
-        evidence = self.scorer.evidence(tags, unit, point.object_type, parsed.context, parsed.around)
+        equipment, context = parsed.equipment, parsed.context
+        if equipment is None and (point.equipment or point.reference):
+            # The name says no equipment (Metasys ZN-T, WebCTRL zone_temp): the export's
+            # equipment column or the object's path does (FC-2.VAV-1-A-1.ZN-T).
+            around = self.parser.parse(_clean(point.equipment or point.reference))
+            equipment, context = around.equipment, (*context, *around.context)
+        evidence = self.scorer.evidence(
+            tags,
+            unit,
+            point.object_type,
+            context,
+            parsed.around,
+            value_kind=point.value_kind,
+            writable=point.writable,
+        )
         ranked = self.scorer.rank(evidence)
         if decided:
             # What the agent alone would have said: how this building departs from it is
             # a convention the other points may share (see _conventions).
             own = ranked[0].name if ranked else None
-            return _Draft(point, parsed, None, [], None, decided=decided, own_guess=own)
+            return _Draft(point, parsed, None, [], None, decided=decided, own_guess=own, equipment=equipment)
         ranked, borrowed = self._apply_examples(parsed, ranked, evidence)
-        return _Draft(point, parsed, evidence, ranked, borrowed, described=described)
+        local = bool(
+            borrowed and parsed.signature and self.memory.same_signature(parsed.signature, self.building)
+        )
+        if local:
+            found = self.memory.same_signature(parsed.signature, self.building)
+            local = bool(found and found[1])
+        return _Draft(
+            point, parsed, evidence, ranked, borrowed, described=described, local=local, equipment=equipment
+        )
 
     # -- building conventions ------------------------------------------------------------
     def _conventions(self, drafts: Iterable[_Draft]) -> dict[tuple[frozenset[str], frozenset[str]], float]:
@@ -387,17 +412,13 @@ class LabelingAgent:
                 continue
             if draft.borrowed and draft.borrowed[0] >= 0.99:
                 continue
-            # Only where the tags cannot decide: the agent would abstain, or the two best
-            # classes are tied (Brick has classes that share every tag).
+            # Only where the tags cannot decide: the best class takes less than half of the
+            # score mass, or the two best are tied (Brick has classes that share every tag).
+            # (Not the calibrated confidence: what is asked must not depend on the map.)
             if draft.ranked:
-                confident = (
-                    self.calibration(
-                        self._confidence(draft.ranked, draft.parsed, draft.borrowed, draft.evidence)
-                    )
-                    >= self.config.abstain_below
-                )
+                decided = self._factors(draft)["logit"] >= 0.0
                 tied = len(draft.ranked) > 1 and draft.ranked[0].score - draft.ranked[1].score < 0.05
-                if confident and not tied:
+                if decided and not tied:
                     continue
             query = _query_text(draft)
             if query:
@@ -429,12 +450,14 @@ class LabelingAgent:
         if draft.decided:
             cls, n = draft.decided.most_common(1)[0]
             share = n / sum(draft.decided.values())
+            factors = {"decided": 1.0, "decided_share": share}
             return Suggestion(
                 brick_class=cls,
-                confidence=round(0.97 * share, 3),
+                confidence=round(self.calibration(factors), 3),
+                factors=tuple(sorted(factors.items())),
                 alternatives=tuple(c for c, _ in draft.decided.most_common(3)[1:]),
                 reason=f"a reviewer confirmed '{point.name}' as {cls}",
-                equipment=parsed.equipment,
+                equipment=draft.equipment,
                 source="example",
             )
         evidence, ranked, borrowed = draft.evidence, draft.ranked, draft.borrowed
@@ -444,9 +467,10 @@ class LabelingAgent:
                 brick_class=None,
                 confidence=0.0,
                 reason="nothing in the name, unit or type is recognisable",
-                equipment=parsed.equipment,
+                equipment=draft.equipment,
             )
-        confidence = self.calibration(self._confidence(ranked, parsed, borrowed, evidence))
+        factors = self._factors(draft)
+        confidence = self.calibration(factors)
         top = ranked[0]
         alternatives = self._alternatives(ranked)
         reason = _reason(parsed, draft.described, point, evidence, top, borrowed)
@@ -456,21 +480,27 @@ class LabelingAgent:
             )
         if draft.retrieved and top.name in draft.retrieved:
             reason += f"; ontology search agrees ({top.name} among the nearest definitions)"
+        doubts = _doubts(factors, parsed)
+        if doubts:
+            reason += f"; doubt: {doubts}"
+        shown = tuple(sorted(factors.items()))
         if confidence < self.config.abstain_below:
             return Suggestion(
                 brick_class=None,
                 confidence=round(confidence, 3),
                 alternatives=(top.name, *alternatives[:1]),
                 reason=f"unsure (best guess {top.name}); {reason}",
-                equipment=parsed.equipment,
+                equipment=draft.equipment,
+                factors=shown,
             )
         return Suggestion(
             brick_class=top.name,
             confidence=round(confidence, 3),
             alternatives=alternatives,
             reason=reason,
-            equipment=parsed.equipment,
+            equipment=draft.equipment,
             source="example" if borrowed and borrowed[1] == top.name else "agent",
+            factors=shown,
         )
 
     def suggest_review(
@@ -592,27 +622,70 @@ class LabelingAgent:
         winner = max(sorted(votes), key=lambda c: votes[c])
         return merged, (best_sim, winner)
 
-    def _confidence(
-        self,
-        ranked: list[Scored],
-        parsed: ParsedName,
-        borrowed: tuple[float, str] | None,
-        evidence: Evidence | None = None,
-    ) -> float:
+    def _factors(self, draft: _Draft) -> dict[str, float]:
+        """What the confidence rests on (see ``agent._calibration.FACTORS``)."""
+        ranked, parsed, borrowed, evidence = draft.ranked, draft.parsed, draft.borrowed, draft.evidence
+        assert evidence is not None and ranked
+        top = ranked[0]
         tau = self.config.temperature
-        top = ranked[0].score
-        z = sum(math.exp((s.score - top) / tau) for s in ranked[:10])
-        p = 1.0 / z
-        known = len(parsed.tokens) - len(parsed.unknown)
+        z = sum(math.exp((s.score - top.score) / tau) for s in ranked[:10])
+        share = min(1.0 - 1e-6, max(1e-6, 1.0 / z))
+        second = ranked[1].score if len(ranked) > 1 else top.score - 5.0
         words = [t for t in parsed.tokens if not t.isdigit()]
-        coverage = 1.0 if not words else min(1.0, known / max(1, len(parsed.tokens)) + 0.2)
-        if borrowed and borrowed[1] == ranked[0].name:
-            coverage = max(coverage, borrowed[0])
-        elif evidence is not None and not evidence.kind_stated:
-            # Nothing said what kind of point it is (sensor or command, status or
-            # command): that part is the agent's guess, and buildings differ on it.
-            p *= self.config.unstated_kind
-        return max(0.0, min(1.0, p * (0.55 + 0.45 * coverage)))
+        signature_words = parsed.signature.split()
+        # Unknown words that are Brick tags themselves (Frequency, Bypass) were understood.
+        unknown = [w for w in parsed.unknown if not self._lexical_tags([w])]
+        unknown_inside = [w for w in parsed.unknown_inside if not self._lexical_tags([w])]
+        measured = set(top.missing) & MEASURES
+        agrees = bool(borrowed and borrowed[1] == top.name)
+        factors = {
+            "logit": math.log(share / (1.0 - share)),
+            "margin": min(5.0, top.score - second) / 5.0,
+            "known": 1.0 - len(unknown) / len(words) if words else 1.0,
+            "unknown_inside": len(unknown_inside) / max(1, len(signature_words)),
+            "no_tags": 0.0 if evidence.tags else 1.0,
+            "tags": min(5, len(evidence.tags)) / 5.0,
+            "kind_unstated": 0.0 if evidence.kind_stated else 1.0,
+            "kind_conflict": 1.0 if evidence.kind_conflict else 0.0,
+            "quantity_assumed": 1.0 if measured - set(evidence.weak_tags) else 0.0,
+            "missing": min(3, len(top.missing)) / 3.0,
+            "unexplained": min(3, len(top.unexplained)) / 3.0,
+            "unit": 1.0 if evidence.unit is not None else 0.0,
+            "unit_unknown": 1.0 if draft.point.unit and evidence.unit is None else 0.0,
+            "object_type": 1.0 if object_type_key(draft.point.object_type) else 0.0,
+            "value_kind": 1.0 if draft.point.value_kind else 0.0,
+            "borrowed_same": 1.0 if agrees and borrowed and borrowed[0] >= 0.99 else 0.0,
+            "borrowed_local": 1.0 if agrees and draft.local else 0.0,
+            "borrowed_sim": borrowed[0] if agrees and borrowed else 0.0,
+            "borrowed_disagrees": 1.0 if borrowed and not agrees else 0.0,
+            "retrieved": 1.0 if draft.retrieved else 0.0,
+            "convention": 1.0 if draft.convention and draft.convention[1] == top.name else 0.0,
+            "agreement": self._agreement,
+        }
+        return factors
+
+
+#: How often a reviewer's decision matches what the agent alone would say, across buildings:
+#: the prior the building's own agreement is compared with.
+_USUAL_AGREEMENT = 0.75
+
+
+def _agreement(drafts: Iterable[_Draft]) -> float:
+    """This building's reviewers' agreement with the agent's own guesses, minus the usual
+    agreement, shrunk toward 0 while few decisions say it (0 with none)."""
+    guesses = [d.decided.most_common(1)[0][0] == d.own_guess for d in drafts if d.decided and d.own_guess]
+    if not guesses:
+        return 0.0
+    n = len(guesses)
+    return n / (n + 4.0) * (sum(guesses) / n - _USUAL_AGREEMENT)
+
+
+_Key = tuple[str, str, str, str, tuple[str, ...], str, bool | None]
+
+
+def _evidence_key(p: RawPoint) -> _Key:
+    """What the agent judges a point on: points alike in all of it get one suggestion."""
+    return (p.name, p.description, p.unit, p.object_type, p.tags, p.value_kind, p.writable)
 
 
 @dataclass
@@ -629,17 +702,41 @@ class _Draft:
     convention: tuple[str, str] | None = None
     described: str = ""
     retrieved: list[str] = field(default_factory=list)
+    #: A reviewer of this building confirmed a point with the same point function.
+    local: bool = False
+    #: The equipment the point belongs to: from its name, else the export's columns.
+    equipment: EquipmentRef | None = None
 
 
 def _query_text(draft: _Draft) -> str:
-    """What the point says, in words: expansions, unknown words, description, unit."""
+    """What the point says, in words the agent understood: expansions, description, unit.
+
+    Words it did not understand are left out: their nearest definitions would be a guess
+    presented as evidence (``COUR`` is not close to anything for a reason)."""
     words = [exp for _tok, exp in draft.parsed.expansions]
-    words += [t.lower() for t in draft.parsed.unknown if len(t) > 2]
+    if not words:
+        return ""
     if draft.point.description:
         words.append(draft.point.description)
     if draft.point.unit:
         words.append(draft.point.unit)
     return " ".join(words)[:300].strip()
+
+
+def _doubts(factors: dict[str, float], parsed: ParsedName) -> str:
+    """The factors that lower the confidence most, in words, for the reviewer."""
+    out = []
+    if factors.get("unknown_inside", 0.0) > 0:
+        out.append(f"not understood: {' '.join(parsed.unknown_inside[:3])}")
+    if factors.get("kind_unstated"):
+        out.append("nothing says whether it is read or set")
+    if factors.get("quantity_assumed"):
+        out.append("the measured quantity is assumed")
+    if factors.get("kind_conflict"):
+        out.append("the name and the object type disagree on the point kind")
+    if factors.get("borrowed_disagrees"):
+        out.append("a confirmed look-alike was labeled otherwise")
+    return ", ".join(out)
 
 
 def _clean(text: str) -> str:

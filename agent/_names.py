@@ -42,6 +42,11 @@ class Knowledge:
     qualifiers: frozenset[str] = frozenset()
     max_phrase: int = 3
 
+    #: Words that number what follows (No.3A, N° 12): part of an identifier before a digit.
+    numbering: frozenset[str] = frozenset()
+    #: Tag -> tags a modulating (analog) or a two-state (binary) point about it also says.
+    analog: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    binary: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Languages whose vocabulary files were loaded (``fr``...), in load order.
     languages: tuple[str, ...] = ()
     #: Tokens a language file gave another meaning than the base file without declaring
@@ -104,13 +109,19 @@ class Knowledge:
                 _key(k): tuple(str(v).split()) for k, v in data.get("compose", {}).get("suffixes", {}).items()
             },
             qualifiers=frozenset(data.get("qualifiers", {}).get("tags", [])),
+            numbering=frozenset(_key(w) for w in data.get("numbering", {}).get("words", [])),
+            analog={str(k): tuple(str(v).split()) for k, v in data.get("analog", {}).items()},
+            binary={str(k): tuple(str(v).split()) for k, v in data.get("binary", {}).items()},
             max_phrase=max((len(k) for k in phrases), default=1),
             languages=tuple(loaded),
             conflicts=tuple(conflicts),
         )
 
 
-_SECTIONS = ("tokens", "phrases", "equipment", "locations", "kind_hints", "context", "related", "defaults")
+_SECTIONS = (
+    "tokens", "phrases", "equipment", "locations", "kind_hints", "context", "related", "defaults",
+    "analog", "binary",
+)  # fmt: skip
 
 
 def _merge(data: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -122,6 +133,9 @@ def _merge(data: dict[str, Any], extra: dict[str, Any]) -> None:
     for section in ("implicit", "qualifiers"):
         if section in extra:
             data[section] = extra[section]
+    if "numbering" in extra:
+        words = {*data.get("numbering", {}).get("words", []), *extra["numbering"].get("words", [])}
+        data["numbering"] = {"words": sorted(words)}
 
 
 def _key(text: str) -> str:
@@ -149,6 +163,20 @@ class ParsedName:
 
 
 _HEX_ESCAPE = re.compile(r"~([0-9a-fA-F]{2})")
+#: Ordinals in French and English (1ER, 2E, 3ÈME, 2nd): one identifier token, like 1st.
+_ORDINAL = re.compile(
+    r"(?<![0-9A-Za-z])([0-9]+)(?:er|re|ère|ere|e|ème|eme|è|st|nd|rd|th)(?![A-Za-zÀ-ÿ])", re.IGNORECASE
+)
+#: Units glued in names, kept whole (a camelCase split would make "kW" "k W").
+_UNIT_WORDS = re.compile(r"(?<![A-Za-z])(kW|kWh|MWh|kVA|kVAr|kvar|MW|mA|kPa|hPa|mbar)(?![a-z])")
+
+
+def _normalise(text: str) -> str:
+    """Compatibility forms folded (CO² -> CO2, ﬁ -> fi), Δ read as a word, controls dropped."""
+    text = unicodedata.normalize("NFKC", text).replace("Δ", " delta ").replace("∆", " delta ")
+    text = _ORDINAL.sub(lambda m: f"{m.group(1)}th", text)
+    text = _UNIT_WORDS.sub(lambda m: m.group(1).lower(), text)
+    return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
 def unescape(name: str) -> str:
@@ -159,8 +187,7 @@ def unescape(name: str) -> str:
 def tokenize(name: str, keep: frozenset[str] = frozenset()) -> list[str]:
     """Split on delimiters, camelCase and digit runs: ``EBU3B.RM-4144..ZN-T`` ->
     ``EBU 3 B RM 4144 ZN T``. Pieces in ``keep`` (``co2``, ``pm2.5``) stay whole."""
-    text = unicodedata.normalize("NFC", unescape(name[:_MAX_NAME]))
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = _normalise(unescape(name[:_MAX_NAME]))
     out: list[str] = []
     for part in _DELIMS.split(text):
         if not part:
@@ -199,28 +226,36 @@ def _with_digits(keep: frozenset[str]) -> tuple[str, ...]:
 
 
 _STRONG = re.compile(r"/|\\|:|\.{2,}|_{2,}|\s-\s")
+#: A slash joining two short words (M/A, O/F, DEM/ARR, S/S) pairs them; it is no path.
+_SHORT_SLASH = re.compile(r"(?<![0-9A-Za-zÀ-ÿ])([A-Za-zÀ-ÿ]{1,3})/([A-Za-zÀ-ÿ]{1,3})(?![0-9A-Za-zÀ-ÿ])")
 
 
 def point_signature(
-    name: str, keep: frozenset[str] = frozenset(), known: Callable[[str], bool] | None = None
+    name: str,
+    keep: frozenset[str] = frozenset(),
+    known: Callable[[str], bool] | None = None,
+    numbering: frozenset[str] = frozenset(),
 ) -> str:
     """The part of a name that says what the point is, without equipment or location.
 
     Vendors put the point function last: after the last strong separator (``/``, ``:``,
     ``__``, ``..``), else after the last token carrying a number (``421_U10_CLG_VLV``).
     """
-    segments = [s for s in _STRONG.split(unescape(name[:_MAX_NAME])) if any(c.isalpha() for c in s)]
+    text = _SHORT_SLASH.sub(r"\1 \2", _normalise(unescape(name[:_MAX_NAME])))
+    segments = [s for s in _STRONG.split(text) if any(c.isalpha() for c in s)]
     tail = segments[-1] if segments else name
-    tokens = tokenize(tail, keep)
+    tokens = _without_numbering(tokenize(tail, keep), numbering)
     last_id = -1
     for i, tok in enumerate(tokens):
         if _DIGITS.match(tok) and tok.lower() not in keep:
             last_id = i
     after = [t for t in tokens[last_id + 1 :] if not _DIGITS.match(t)]
     # A one-letter piece right after an identifier number is usually part of it (R342A).
-    if after and len(after[0]) == 1 and len(after) > 1:
+    if last_id >= 0 and after and len(after[0]) == 1 and len(after) > 1:
         after = after[1:]
     words = [t for t in tokens if not _DIGITS.match(t)]
+    if len(after) == 1 and len(after[0]) == 1 and re.search(r"[0-9][A-Za-z]\W*$", tail):
+        after = []  # No.3A: the letter ends the identifier; the function is before it
     if not after:
         # Nothing after the last identifier: the function is the run of words between
         # numbers that says most (operatingMode1st Floor VAS1, RMI516 Zone Temp 2), the
@@ -241,6 +276,16 @@ def point_signature(
         # A lone letter says too little (AHU2-OCC-C): keep the word before it too.
         after = words[-2:]
     return " ".join(_key(t) for t in after)
+
+
+def _without_numbering(tokens: list[str], numbering: frozenset[str]) -> list[str]:
+    """``No.3A``, ``N° 12``, ``#4``: a numbering word before a number is part of the
+    identifier, not a word of the point function."""
+    return [
+        t
+        for i, t in enumerate(tokens)
+        if not (_key(t) in numbering and i + 1 < len(tokens) and _DIGITS.match(tokens[i + 1]))
+    ]
 
 
 def _span(keys: list[str], words: list[str]) -> tuple[int, int]:
@@ -272,7 +317,7 @@ class NameParser:
 
     def _parse(self, name: str) -> ParsedName:
         kb = self.knowledge
-        tokens = tokenize(name, self._keep)
+        tokens = _without_numbering(tokenize(name, self._keep), kb.numbering)
         keys = [_key(t) for t in tokens]
         tags: list[str] = []
         unknown: list[str] = []
@@ -282,7 +327,7 @@ class NameParser:
         context: list[str] = []
         for key in keys:
             context.extend(kb.context.get(key, ()))
-        signature = point_signature(name, self._keep, self._says)
+        signature = point_signature(name, self._keep, self._says, kb.numbering)
         start, end = _span(keys, signature.split())
         #: Which token each tag came from: tags from outside the point function (the
         #: equipment or place it sits in: "HEATING UNIT-1 Discharge Air Temp") are context.
@@ -332,6 +377,12 @@ class NameParser:
                     tags.extend(kb.tokens[word])
                     expansions.append((tokens[i][: len(word)], " ".join(kb.tokens[word])))
                     unknown.append(tokens[i][len(word) :])
+                elif key in kb.equipment:
+                    # An equipment word without a number (VAVActuatorPosition, "fancoil"):
+                    # no equipment instance, but it says where the point sits.
+                    context.extend(kb.context.get(key, ()))
+                    context.extend(kb.context.get(_key(kb.equipment[key]), ()))
+                    expansions.append((tokens[i], kb.equipment[key]))
                 else:
                     unknown.append(tokens[i])
             i += 1

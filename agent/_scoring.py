@@ -28,15 +28,30 @@ _TAG_ALIASES = {
 
 #: What a BACnet object type says about the kind of point (prior cost of each kind).
 _OBJECT_TYPE_KINDS: dict[str, dict[str, float]] = {
-    "ai": {"Sensor": 0.0, "Status": 1.0, "Setpoint": 1.5, "Command": 2.0, "Parameter": 1.5},
-    "ao": {"Command": 0.0, "Setpoint": 0.8, "Sensor": 2.0, "Parameter": 1.5},
-    "av": {"Setpoint": 0.2, "Command": 0.5, "Parameter": 0.5, "Sensor": 0.8, "Status": 1.2},
-    "bi": {"Status": 0.0, "Alarm": 0.3, "Sensor": 1.5, "Command": 2.0},
-    "bo": {"Command": 0.0, "Status": 1.5, "Setpoint": 2.0},
+    # A physical input is a reading; an output drives something. Values hold setpoints,
+    # parameters and computed readings alike, and a setpoint's name nearly always says so
+    # (SP, STPT, CONS), so an AV whose name says no kind is as likely a reading.
+    "ai": {"Sensor": 0.0, "Status": 1.0},
+    "ao": {"Command": 0.0, "Setpoint": 1.0, "Parameter": 2.0},
+    "av": {"Sensor": 0.3, "Setpoint": 0.5, "Command": 0.8, "Parameter": 0.8, "Status": 1.2},
+    "bi": {"Status": 0.0, "Alarm": 0.3, "Sensor": 1.5},
+    "bo": {"Command": 0.0, "Status": 1.5},
     "bv": {"Command": 0.3, "Status": 0.3, "Alarm": 0.6, "Setpoint": 1.5, "Parameter": 1.0},
-    "msi": {"Status": 0.0, "Sensor": 1.0, "Command": 1.5},
+    "msi": {"Status": 0.0, "Sensor": 1.0, "Command": 2.0},
     "mso": {"Command": 0.0, "Status": 1.0},
     "msv": {"Command": 0.3, "Status": 0.3, "Setpoint": 1.0},
+}
+#: Whether an object type carries a modulating (analog) or a two-state (binary) signal.
+_SIGNAL = {"ai": "analog", "ao": "analog", "av": "analog", "bi": "binary", "bo": "binary", "bv": "binary"}
+#: Kinds an object type rules out: an input is read from the field, never written (no
+#: setpoint or command), an output drives the field (no reading).
+_IMPOSSIBLE_KINDS: dict[str, frozenset[str]] = {
+    "ai": frozenset({"Setpoint", "Command", "Parameter"}),
+    "bi": frozenset({"Setpoint", "Command", "Parameter"}),
+    "msi": frozenset({"Setpoint", "Command", "Parameter"}),
+    "ao": frozenset({"Sensor", "Alarm"}),
+    "bo": frozenset({"Sensor", "Setpoint", "Alarm"}),
+    "mso": frozenset({"Sensor", "Alarm"}),
 }
 #: Kind costs when nothing says what kind a point is: most unnamed points are readings.
 _DEFAULT_KINDS = {
@@ -89,7 +104,7 @@ _UNIT_TAGS = {
 
 #: What a point measures or sets. A class about another of these contradicts the evidence
 #: (a humidity reading is no temperature sensor, however well the rest matches).
-_MEASURES = frozenset(
+MEASURES = frozenset(
     {
         "Temperature", "Humidity", "Flow", "Pressure", "CO2", "CO", "Power", "Energy", "Current",
         "Voltage", "Speed", "Frequency", "Position", "Level", "Illuminance", "Dewpoint", "Enthalpy",
@@ -98,6 +113,25 @@ _MEASURES = frozenset(
 )  # fmt: skip
 _CONTRADICTION = 3.0
 _UNMEASURED = 1.0
+#: What the present value an export shows says about the kind of point, when no BACnet
+#: object type does (a two-state value is no temperature reading; a number is no status).
+_VALUE_KIND_COSTS: dict[str, dict[str, float]] = {
+    "binary": {
+        "Sensor": 1.5,
+        "Setpoint": 2.5,
+        "Parameter": 2.0,
+        "Status": -0.3,
+        "Command": -0.2,
+        "Alarm": -0.2,
+    },
+    "analog": {"Status": 1.0, "Alarm": 1.2},
+    "multistate": {"Sensor": 0.8, "Setpoint": 0.8, "Status": -0.2, "Command": -0.2},
+}
+#: Whether a point can be written says whether it is set (setpoint, command) or read.
+_WRITABLE_COSTS: dict[bool, dict[str, float]] = {
+    True: {"Sensor": 1.2, "Status": 0.8, "Alarm": 1.0, "Setpoint": -0.2, "Command": -0.2, "Parameter": -0.1},
+    False: {"Setpoint": 0.3, "Command": 0.3, "Parameter": 0.2},
+}
 
 
 def object_type_key(object_type: str) -> str | None:
@@ -136,6 +170,12 @@ class Evidence:
     faint_tags: frozenset[str] = frozenset()
     #: Whether a word or the BACnet object type says what kind of point it is.
     kind_stated: bool = True
+    #: The export shows a two-state present value (active/inactive, on/off).
+    binary: bool = False
+    #: Point kinds the BACnet object type rules out (an analog input is no setpoint).
+    impossible: frozenset[str] = frozenset()
+    #: The name says a kind the object type rules out.
+    kind_conflict: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +198,8 @@ class ClassScorer:
         related: dict[str, tuple[str, ...]] | None = None,
         defaults: dict[str, tuple[str, ...]] | None = None,
         qualifiers: frozenset[str] = frozenset(),
+        analog: dict[str, tuple[str, ...]] | None = None,
+        binary: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         self._ontology = ontology
         self._implicit = implicit
@@ -172,6 +214,7 @@ class ClassScorer:
             if " " in k.strip()
         ]
         self._qualifiers = frozenset(normalise_tag(t) for t in qualifiers)
+        self._by_value_kind = {"analog": analog or {}, "binary": binary or {}}
         index = ontology.index
         profiles = []
         # Deprecated and alias classes are scored too: their names are how points are
@@ -239,6 +282,8 @@ class ClassScorer:
         object_type: str,
         context: tuple[str, ...] = (),
         around: tuple[str, ...] = (),
+        value_kind: str = "",
+        writable: bool | None = None,
     ) -> Evidence:
         norm = [normalise_tag(t) for t in tags]
         kinds = [t for t in norm if t in KIND_TAGS]
@@ -264,6 +309,13 @@ class ClassScorer:
                     if needs <= said:
                         weak.update(adds)
         key = object_type_key(object_type)
+        # What a modulating or two-state point about these tags also says (a valve driven
+        # by an analog output is driven to a position).
+        signal = _SIGNAL.get(key or "", value_kind)
+        said = plain | weak | ({explicit} if explicit else set())
+        for condition, implied in self._by_value_kind.get(signal, {}).items():
+            if {normalise_tag(t) for t in condition.split()} <= said:
+                weak.update(normalise_tag(t) for t in implied)
         costs = dict(_OBJECT_TYPE_KINDS[key]) if key else dict(_DEFAULT_KINDS)
         if not key and not explicit:
             hinted = {self._kind_hints[t] for t in plain if t in self._kind_hints}
@@ -275,6 +327,11 @@ class ClassScorer:
                 costs["Sensor"] = max(costs["Sensor"], 1.0)
         for kind in POINT_KINDS:
             costs.setdefault(kind, 3.0)
+        if not key:
+            for kind, cost in _VALUE_KIND_COSTS.get(value_kind, {}).items():
+                costs[kind] = max(0.0, costs[kind] + cost)
+        for kind, cost in _WRITABLE_COSTS.get(writable, {}).items() if writable is not None else ():
+            costs[kind] = max(0.0, costs[kind] + cost)
         if (
             unit is not None
             and unit.quantity_kinds
@@ -286,7 +343,12 @@ class ClassScorer:
         return Evidence(
             faint_tags=frozenset(faint) - plain - weak,
             kind_stated=bool(explicit or key),
-            unit_measures=frozenset(unit_tags) & _MEASURES,
+            binary=value_kind == "binary",
+            # A word saying the kind wins over the object type (a room sensor's setpoint
+            # dial is wired as an analog input); the disagreement lowers the confidence.
+            impossible=frozenset() if explicit else _IMPOSSIBLE_KINDS.get(key or "", frozenset()),
+            kind_conflict=bool(explicit and explicit in _IMPOSSIBLE_KINDS.get(key or "", frozenset())),
+            unit_measures=frozenset(unit_tags) & MEASURES,
             tags=plain,
             weak_tags=frozenset(weak) - plain,
             kind_costs=costs,
@@ -303,6 +365,8 @@ class ClassScorer:
             tuple(sorted(ev.kind_costs.items())),
             ev.unit.iri if ev.unit else None,
             ev.explicit_kind,
+            ev.binary,
+            ev.impossible,
             limit,
         )
         cached = self._rank_cache.get(key)
@@ -353,6 +417,8 @@ class ClassScorer:
         unit = ev.unit
         if unit is not None and p.quantity and unit.quantity_kinds and p.quantity not in unit.quantity_kinds:
             return None
+        if p.kind in ev.impossible:
+            return None
         costs = self._missing_cost[p.name]
         score = -self._all_missing[p.name]
         matched_weight = 0.0
@@ -366,13 +432,16 @@ class ClassScorer:
             elif t in ev.faint_tags:
                 score += 0.5 * costs[t]
         score -= 0.6 * (evidence_weight - matched_weight)
-        measures = ev.tags & _MEASURES
+        measures = ev.tags & MEASURES
         if measures and not (p.tags & measures):
             # About another quantity: contradicts the name. About none (Fan_Status for a
             # fan speed): a reading of that quantity is unlikely to be it.
-            score -= _CONTRADICTION if p.tags & _MEASURES else _UNMEASURED
-        elif ev.unit_measures and not measures and not (p.tags & _MEASURES):
-            score -= _UNMEASURED  # a reading in kW is about power, not a system status
+            score -= _CONTRADICTION if p.tags & MEASURES else _UNMEASURED
+        elif ev.unit_measures and not measures and not (p.tags & MEASURES):
+            # A reading in kW or A is about power or current, not a fan command or status.
+            score -= 2 * _UNMEASURED
+        if ev.binary and p.kind in ("Sensor", "Setpoint") and p.tags & MEASURES:
+            score -= _CONTRADICTION  # active/inactive is no temperature or flow reading
         if ev.explicit_kind:
             if p.kind != ev.explicit_kind:
                 score -= 6.0 + ev.kind_costs.get(p.kind or "", 3.0) * 0.5

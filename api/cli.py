@@ -1082,9 +1082,15 @@ def load_demo(platform: Platform) -> None:
 )
 @click.option("--calibration", is_flag=True, help="Also print the pooled calibration curve.")
 @click.option(
+    "--held-out",
+    is_flag=True,
+    help="Leave each dataset out in turn: its calibration error, coverage and precision under a "
+    "confidence model fitted on the others.",
+)
+@click.option(
     "--fit-calibration",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Fit the confidence map on these datasets, write it here, report held-out error.",
+    help="Fit the confidence model on all these datasets and write it here (reports --held-out too).",
 )
 @click.option(
     "--abbreviations",
@@ -1102,11 +1108,13 @@ def eval_(
     examples_per_building: int,
     active: str,
     calibration: bool,
+    held_out: bool,
     fit_calibration: Path | None,
     abbreviations: tuple[Path, ...],
     sites: Path | None,
 ) -> None:
-    """Benchmark labeling on datasets with a ground-truth brick_class column.
+    """Benchmark labeling on datasets with a ground truth: CSVs with a brick_class column, or
+    vendor exports X.csv/X.xlsx beside an X.truth.csv (see eval/exports/README.md).
 
     Prints exact and parent-or-exact accuracy, top-3, coverage and precision at the
     abstention threshold, macro-F1, calibration error (ECE) and points per second."""
@@ -1118,17 +1126,20 @@ def eval_(
     def knowledge_of(path: Path) -> Knowledge:
         return knowledge_for(path, base, sites)
 
-    if fit_calibration:
+    if fit_calibration or held_out:
         from eval.labeling import fit_calibration as fit
+        from eval.labeling import format_held_out, format_held_out_reliability
 
-        fitted, held_out = fit(
+        fitted, lobo = fit(
             datasets, ontology=platform.ontology, retriever=platform.retriever, knowledge_of=knowledge_of
         )
-        fitted.save(fit_calibration)
-        click.echo(f"calibration map ({len(fitted.raw)} knots) -> {fit_calibration}")
-        for name, ece in held_out.items():
-            click.echo(f"  {name}: calibration error when left out of the fit: {ece:.3f}")
-        click.echo(f"  mean held-out calibration error: {sum(held_out.values()) / len(held_out):.3f}")
+        click.echo("Each building under a confidence model fitted on the others (leave one out):")
+        click.echo(format_held_out(lobo, platform.settings.agent.abstain_below))
+        click.echo("")
+        click.echo(format_held_out_reliability(lobo))
+        if fit_calibration:
+            fitted.save(fit_calibration)
+            click.echo(f"confidence model fitted on {len(datasets)} buildings -> {fit_calibration}")
         return
     results = [
         evaluate(

@@ -18,10 +18,10 @@ from agent import (
     Knowledge,
     LabelingAgent,
     LLMRefiner,
-    fit_isotonic,
+    fit_confidence,
 )
 from core.errors import IngestError
-from mapper import RawPoint, decode_text
+from mapper import RawPoint, ReadReport, decode_text, read_points
 from ontology import Ontology
 
 
@@ -51,6 +51,45 @@ def _read(path: Path) -> list[dict[str, str]]:
     return rows
 
 
+def dataset_name(path: Path) -> str:
+    return path.name.rsplit(".", 1)[0]
+
+
+def truth_file(path: Path) -> Path:
+    """A vendor export sample's ground truth (``X.csv`` -> ``X.truth.csv``)."""
+    return path.with_name(dataset_name(path) + ".truth.csv")
+
+
+def load_labeled(path: Path, ontology: Ontology) -> tuple[list[RawPoint], list[str | None]]:
+    """Points and their true classes: a dev dataset (``name,...,brick_class``), or a vendor
+    export read as a user's upload is, with its ``.truth.csv`` (an empty class = no Brick
+    class fits: not scored)."""
+    if truth_file(path).is_file():
+        truth_rows = list(csv.DictReader(decode_text(truth_file(path).read_bytes(), str(path)).splitlines()))
+        report = ReadReport()
+        read = read_points(path, report=report)
+        by_row = {p.source.row: p for p in read if p.source and p.source.row}
+        offset = report.header_row - 1
+        points, truth = [], []
+        for t in truth_rows:
+            point = by_row.get(int(t["row"]) + offset)
+            if point is not None:
+                points.append(point)
+                truth.append(ontology.index.canonical(t["brick_class"]) if t["brick_class"] else None)
+        return points, truth
+    rows = _read(path)
+    points = [
+        RawPoint(
+            name=r["name"],
+            description=r.get("description", ""),
+            unit=r.get("unit", ""),
+            object_type=r.get("object_type", ""),
+        )
+        for r in rows
+    ]
+    return points, [ontology.index.canonical(r["brick_class"]) for r in rows]
+
+
 def parse_budget(text: str | int, rows: int) -> int:
     """``10`` confirmations, or ``1%`` of the rows (at least one)."""
     if isinstance(text, int):
@@ -71,7 +110,7 @@ def evaluate(
     knowledge: Knowledge | None = None,
     retriever: ClassRetriever | None = None,
     calibration: Calibration | None = None,
-    raw_pairs: list[tuple[float, bool]] | None = None,
+    samples: list[tuple[dict[str, float], bool, str]] | None = None,
     llm_for: Callable[[LabelingAgent], LLMRefiner | None] | None = None,
 ) -> LabelingResult:
     """Label a dataset and score it.
@@ -83,17 +122,7 @@ def evaluate(
     name are scored: labeling them from the confirmed one is the agent's job.
     """
     ontology = ontology or Ontology.load()
-    rows = _read(path)
-    truth = [ontology.index.canonical(r["brick_class"]) for r in rows]
-    points = [
-        RawPoint(
-            name=r["name"],
-            description=r.get("description", ""),
-            unit=r.get("unit", ""),
-            object_type=r.get("object_type", ""),
-        )
-        for r in rows
-    ]
+    points, truth = load_labeled(path, ontology)
     start = time.perf_counter()
     agent = LabelingAgent(ontology, knowledge, config=config, retriever=retriever, calibration=calibration)
     if llm_for is not None:
@@ -103,34 +132,43 @@ def evaluate(
     if examples_per_building:
         mode = f"first {examples_per_building} names"
         names: set[str] = set()
-        for i, (r, cls) in enumerate(zip(rows, truth, strict=True)):
+        for i, (p, cls) in enumerate(zip(points, truth, strict=True)):
             if len(names) >= examples_per_building:
                 break
-            if r["name"] not in names:
-                names.add(r["name"])
+            if p.name not in names and cls:
+                names.add(p.name)
                 confirmed.add(i)
-                agent.learn([Example(r["name"], cls)])
-    budget = parse_budget(active, len(rows)) if active else 0
+                agent.learn([Example(p.name, cls)])
+    budget = parse_budget(active, len(points)) if active else 0
     if budget:
         mode = f"active {active}"
         picked = agent.suggest_review(points, budget)
-        agent.learn([Example(points[i].name, truth[i]) for i in picked])
+        # A point no Brick class fits is rejected by its reviewer: nothing to learn.
+        agent.learn([Example(points[i].name, cls) for i in picked if (cls := truth[i])])
         confirmed.update(picked)
     suggestions = agent.suggest(points)
     elapsed = time.perf_counter() - start
-    scored = [(s, t) for i, (s, t) in enumerate(zip(suggestions, truth, strict=True)) if i not in confirmed]
+    scored = [
+        (s, t)
+        for i, (s, t) in enumerate(zip(suggestions, truth, strict=True))
+        if i not in confirmed and t is not None
+    ]
     n = len(scored) or 1
     exact = sum(1 for s, t in scored if s.brick_class == t)
     parent = sum(1 for s, t in scored if s.brick_class and ontology.index.is_subclass(t, s.brick_class))
     top3 = sum(1 for s, t in scored if t in (s.brick_class, *s.alternatives[:2]))
     covered = [(s, t) for s, t in scored if s.brick_class]
-    if raw_pairs is not None:
-        raw_pairs.extend((s.confidence, s.brick_class == t) for s, t in covered)
+    if samples is not None:
+        samples.extend(
+            (dict(s.factors), s.brick_class == t, points[i].name)
+            for i, (s, t) in enumerate(zip(suggestions, truth, strict=True))
+            if i not in confirmed and s.brick_class and t is not None
+        )
     precision = sum(1 for s, t in covered if s.brick_class == t) / (len(covered) or 1)
     curve, ece = reliability([(s.confidence, s.brick_class == t) for s, t in covered])
     return LabelingResult(
-        dataset=path.stem,
-        rows=len(rows),
+        dataset=dataset_name(path),
+        rows=len(points),
         scored_rows=len(scored),
         exact=exact / n,
         parent_or_exact=parent / n,
@@ -139,7 +177,7 @@ def evaluate(
         precision=precision,
         macro_f1=_macro_f1([(s.brick_class, t) for s, t in scored]),
         calibration_error=ece,
-        points_per_s=len(rows) / elapsed if elapsed > 0 else float("inf"),
+        points_per_s=len(points) / elapsed if elapsed > 0 else float("inf"),
         examples=len(confirmed),
         mode=mode,
         calibration=curve,
@@ -255,20 +293,22 @@ def fit_calibration(
     retriever: ClassRetriever | None = None,
     active: str = "1%",
     knowledge_of: Callable[[Path], Knowledge] | None = None,
-) -> tuple[Calibration, dict[str, float]]:
-    """Fit the confidence map on zero-shot and active-learning runs of every dataset.
+) -> tuple[Calibration, dict[str, HeldOut]]:
+    """Fit the confidence model on zero-shot and active-learning runs of every dataset.
 
-    Returns the map fitted on all of them, and each dataset's calibration error under a
-    map fitted on the others only (leave one building out), which is what a building
-    never seen would get.
+    Returns the model fitted on all of them (the one shipped), and for each dataset how the
+    model fitted on the *other* datasets only does on it (leave one building out): what a
+    building never seen gets.
     """
     identity = Calibration.identity()
     everything = AgentConfig(abstain_below=0.0)
-    per_dataset: dict[str, list[tuple[float, bool]]] = {}
+    per_dataset: dict[str, list[tuple[dict[str, float], bool, str]]] = {}
+    rows: dict[str, int] = {}
     for path in paths:
-        pairs: list[tuple[float, bool]] = []
+        samples: list[tuple[dict[str, float], bool, str]] = []
+        rows[dataset_name(path)] = 0
         for mode in ("", active):
-            evaluate(
+            rows[dataset_name(path)] += evaluate(
                 path,
                 active=mode,
                 ontology=ontology,
@@ -276,13 +316,72 @@ def fit_calibration(
                 retriever=retriever,
                 config=everything,
                 calibration=identity,
-                raw_pairs=pairs,
-            )
-        per_dataset[path.stem] = pairs
+                samples=samples,
+            ).scored_rows
+        per_dataset[dataset_name(path)] = samples
+
+    def fit(names: Sequence[str]) -> Calibration:
+        # Each building counts the same, however many points it has.
+        chosen = [(f, ok, 1.0 / len(per_dataset[n])) for n in names for f, ok, _ in per_dataset[n]]
+        return fit_confidence(
+            [(f, ok) for f, ok, _ in chosen], fitted_on=sorted(names), weights=[w for _, _, w in chosen]
+        )
+
     held_out = {}
-    for name, pairs in per_dataset.items():
-        others = [p for other, ps in per_dataset.items() if other != name for p in ps]
-        fitted = fit_isotonic(others)
-        held_out[name] = reliability([(fitted(c), ok) for c, ok in pairs])[1]
-    everything_pairs = [p for ps in per_dataset.values() for p in ps]
-    return fit_isotonic(everything_pairs, fitted_on=sorted(per_dataset)), held_out
+    for name, samples in per_dataset.items():
+        fitted = fit([other for other in per_dataset if other != name])
+        pairs = [(fitted(f), ok) for f, ok, _ in samples]
+        curve, ece = reliability(pairs)
+        held_out[name] = HeldOut(name, ece, curve, pairs, rows[name])
+    return fit(list(per_dataset)), held_out
+
+
+@dataclass
+class HeldOut:
+    """A dataset scored under a confidence model fitted without it."""
+
+    dataset: str
+    ece: float
+    curve: list[tuple[float, float, float, int]]
+    #: (confidence, correct) of every suggestion the agent could make.
+    pairs: list[tuple[float, bool]]
+    #: Rows scored (zero-shot and active runs), those with nothing to suggest included.
+    rows: int
+
+    def at(self, threshold: float) -> tuple[float, float]:
+        """Coverage and precision when suggestions below ``threshold`` are abstentions."""
+        kept = [ok for conf, ok in self.pairs if conf >= threshold]
+        return len(kept) / (self.rows or 1), sum(kept) / (len(kept) or 1)
+
+
+def format_held_out(held_out: dict[str, HeldOut], threshold: float) -> str:
+    """Each building under a confidence model fitted on the others: calibration error,
+    and coverage and precision at the abstention threshold."""
+    lines = [
+        "| building left out | suggestions | accuracy | mean confidence | ECE | coverage | precision |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for h in held_out.values():
+        coverage, precision = h.at(threshold)
+        accuracy = sum(ok for _, ok in h.pairs) / (len(h.pairs) or 1)
+        confidence = sum(c for c, _ in h.pairs) / (len(h.pairs) or 1)
+        lines.append(
+            f"| {h.dataset} | {len(h.pairs)} | {accuracy:.3f} | {confidence:.3f} | {h.ece:.3f} | "
+            f"{coverage:.3f} | {precision:.3f} |"
+        )
+    n = len(held_out) or 1
+    lines.append(
+        f"| **mean** | | | | {sum(h.ece for h in held_out.values()) / n:.3f} | "
+        f"{sum(h.at(threshold)[0] for h in held_out.values()) / n:.3f} | "
+        f"{sum(h.at(threshold)[1] for h in held_out.values()) / n:.3f} |"
+    )
+    return "\n".join(lines)
+
+
+def format_held_out_reliability(held_out: dict[str, HeldOut]) -> str:
+    """Reliability of the held-out confidences, pooled over the buildings left out."""
+    curve, ece = reliability([pair for h in held_out.values() for pair in h.pairs])
+    lines = ["| confidence | mean confidence | accuracy | suggestions |", "|---|---|---|---|"]
+    for edge, conf, acc, count in curve:
+        lines.append(f"| {edge:.1f}-{edge + 0.1:.1f} | {conf:.3f} | {acc:.3f} | {count} |")
+    return "\n".join(lines) + f"\n\nPooled ECE: {ece:.3f}."

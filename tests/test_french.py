@@ -210,12 +210,12 @@ CLASSES = [
     ("COMMANDE POMPE EG", "", "bo", "Pump_Command"),
     ("CMD VENTILATEUR EXTRACTION", "", "bo", "Fan_Command"),
     ("ORDRE DE MARCHE VENT. SOUF.", "", "bo", "Fan_Command"),
-    # status and feedback
-    ("ÉTAT VENT. SOUFFLAGE", "", "bi", "Fan_Status"),
+    # status and feedback (a binary input's status of a fan or pump is its on/off proof)
+    ("ÉTAT VENT. SOUFFLAGE", "", "bi", "Fan_On_Off_Status"),
     ("Etat ventilateur retour", "", "", "Fan_Status"),
-    ("RETOUR D'ÉTAT POMPE CIRCULATION", "", "bi", "Pump_Status"),
-    ("CONFIRMATION MARCHE VENT. EXTR.", "", "bi", "Fan_Status"),
-    ("PREUVE DE MARCHE POMPE", "", "bi", "Pump_Status"),
+    ("RETOUR D'ÉTAT POMPE CIRCULATION", "", "bi", "Pump_On_Off_Status"),
+    ("CONFIRMATION MARCHE VENT. EXTR.", "", "bi", "Fan_On_Off_Status"),
+    ("PREUVE DE MARCHE POMPE", "", "bi", "Pump_On_Off_Status"),
     ("ÉTAT FONCTIONNEMENT CHAUDIÈRE", "", "bi", "Run_Status"),
     ("VENT. ALIM. EN MARCHE", "", "bi", "Fan_Status"),
     ("RETOUR POSITION VANNE EG", "%", "ai", "Valve_Position_Sensor"),
@@ -285,12 +285,12 @@ CLASSES = [
     ("FRÉQUENCE VARIATEUR POMPE", "Hz", "", "Frequency_Sensor"),
     ("ROUE THERMIQUE VITESSE", "%", "ao", "Speed_Command"),
     # dampers and valves
-    ("COMMANDE VOLET AIR NEUF", "%", "ao", "Damper_Command"),
+    ("COMMANDE VOLET AIR NEUF", "%", "ao", "Damper_Position_Command"),
     ("POSITION REGISTRE AIR MÉLANGÉ", "%", "ai", "Damper_Position_Sensor"),
-    ("REGISTRE D'EXTRACTION", "%", "ao", "Damper_Command"),
+    ("REGISTRE D'EXTRACTION", "%", "ao", "Damper_Position_Command"),
     ("OUVERTURE VANNE SERP. CHAUF.", "%", "ao", "Valve_Position_Command"),
-    ("VANNE BATTERIE FROIDE", "%", "ao", "Valve_Command"),
-    ("SOUPAPE VAPEUR HUMIDIFICATEUR", "%", "ao", "Valve_Command"),
+    ("VANNE BATTERIE FROIDE", "%", "ao", "Valve_Position_Command"),
+    ("SOUPAPE VAPEUR HUMIDIFICATEUR", "%", "ao", "Valve_Position_Command"),
     ("CLAPET O.F.", "", "bo", "Open_Close_Command"),
     # enable, override, run hours
     ("AUTORISATION CHAUFFAGE", "", "bv", "Heating_Enable_Command"),
@@ -332,7 +332,6 @@ def test_french_names_get_the_right_class(
 # "M/A VENT. ALIM." the point function is taken to be "A VENT. ALIM." less its leading
 # one-letter "A", and M/A's Start Stop falls outside it. The tags are right; the
 # signature is not. Remove the mark once short letter pairs around "/" are kept whole.
-@pytest.mark.xfail(strict=True, reason="'/' splits M/A and O/F before the point function")
 @pytest.mark.parametrize("name", ["M/A VENT. ALIM.", "O/F VOLET AIR NEUF"])
 def test_slashed_one_letter_pairs_stay_in_the_point_function(parser: NameParser, name: str) -> None:
     parsed = parser.parse(name)
@@ -342,7 +341,6 @@ def test_slashed_one_letter_pairs_stay_in_the_point_function(parser: NameParser,
 # point_signature drops a leading one-letter word as the tail of an identifier (R342A)
 # even when no number comes before it, so "T° AIR ÉVACUÉ" (T° = température) loses its
 # T. A unit in °C still gives the right class; the name alone does not.
-@pytest.mark.xfail(strict=True, reason="a leading one-letter word is taken for an identifier suffix")
 def test_a_leading_t_degree_is_a_temperature(parser: NameParser) -> None:
     parsed = parser.parse("T° AIR ÉVACUÉ")
     assert set(parsed.tags) == {"Temperature", "Exhaust", "Air"}, (parsed.signature, parsed.around)
