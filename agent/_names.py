@@ -343,6 +343,7 @@ class NameParser:
                     parent = equipment[-1] if equipment else None
                     equipment.append(EquipmentRef(brick_class=cls, name=label, parent=parent))
                 else:
+                    context.extend(kb.context.get(_key(cls), ()))
                     locations.append(label)
                 i += width
                 continue

@@ -209,7 +209,7 @@ CLASSES = [
     ("DÉMARRAGE ARRÊT CHAUDIÈRE", "", "bo", "Start_Stop_Command"),
     ("COMMANDE POMPE EG", "", "bo", "Pump_Command"),
     ("CMD VENTILATEUR EXTRACTION", "", "bo", "Fan_Command"),
-    ("ORDRE DE MARCHE VENT. SOUF.", "", "bo", "Fan_Command"),
+    ("ORDRE DE MARCHE VENT. SOUF.", "", "bo", "Start_Stop_Command"),  # a binary fan command
     # status and feedback (a binary input's status of a fan or pump is its on/off proof)
     ("ÉTAT VENT. SOUFFLAGE", "", "bi", "Fan_On_Off_Status"),
     ("Etat ventilateur retour", "", "", "Fan_Status"),
