@@ -176,6 +176,8 @@ class ColumnPlan:
     unused: tuple[int, ...] = ()
     #: Lines before the header (a report title, a date): skipped.
     preamble: int = 0
+    #: Columns that also name the point, read where the name column is empty.
+    name_fallbacks: tuple[int, ...] = ()
 
     def report(self) -> ReadReport:
         choices = [
@@ -335,16 +337,21 @@ def plan_columns(
         for canonical in FIELDS:
             if canonical in columns:
                 continue
-            # Earlier spellings are the better names for the field (Object Name > Name).
-            for spelling in spellings[canonical][0 if strength == 0 else 1]:
-                key = fold_header(spelling)
-                hits = [i for i, f in enumerate(folded) if f == key and i not in taken]
-                good = [i for i in hits if _fits(canonical, profiles[i], strong=strength == 0)]
-                if good:
-                    columns[canonical] = good[0]
-                    how[canonical] = "header"
-                    taken.add(good[0])
-                    break
+            # Earlier spellings are the better names for the field (Object Name > Name); a
+            # column with values beats an empty one (Description empty, Libellé filled).
+            fitting = [
+                i
+                for spelling in spellings[canonical][0 if strength == 0 else 1]
+                for i, f in enumerate(folded)
+                if f == fold_header(spelling)
+                and i not in taken
+                and _fits(canonical, profiles[i], strong=strength == 0)
+            ]
+            if fitting:
+                chosen = next((i for i in fitting if profiles[i].filled > 0), fitting[0])
+                columns[canonical] = chosen
+                how[canonical] = "header"
+                taken.add(chosen)
 
     claim(0)
     claim(1)
@@ -360,6 +367,14 @@ def plan_columns(
             taken.add(p.index)
     if "name" not in columns:
         _name_from_values(profiles, taken, header, source, columns, how)
+    # Other columns that name the point (Niagara's Target Name beside Object Name): used
+    # on a row whose name cell is empty.
+    strong, weak = spellings["name"]
+    name_fallbacks = tuple(
+        p.index
+        for p in profiles
+        if p.index not in taken and folded[p.index] in {*strong, *weak} and _fits("name", p, strong=False)
+    )
     # Where object types come from when no column names them: a reference or slot column.
     type_sources: list[int] = []
     if "object_type" not in columns:
@@ -401,6 +416,7 @@ def plan_columns(
         writable_types=writable_types,
         unused=unused,
         preamble=preamble,
+        name_fallbacks=name_fallbacks,
     )
 
 

@@ -245,6 +245,10 @@ def _point(row: list[str], plan: ColumnPlan, source: str, row_no: int) -> RawPoi
         return int(value) if convert is int else float(value)
 
     name = cell("name")
+    for i in plan.name_fallbacks:
+        if name:
+            break
+        name = unescape_niagara(row[i].strip()) if i in plan.escaped else row[i].strip()
     if not name:
         raise IngestError("empty point name", source=source, row=row_no, field=field("name"))
     writable_text = cell("writable")

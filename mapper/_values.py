@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from ontology import UnitTable
+
 #: BACnet object types by every spelling exports use, to the BACnet enumeration text.
 _OBJECT_TYPES: dict[str, str] = {
     "ai": "analog-input",
@@ -226,6 +228,11 @@ def _split_number(text: str) -> tuple[float, str] | None:
     return value, m.group(2)
 
 
+@lru_cache(maxsize=1)
+def _units() -> UnitTable:
+    return UnitTable()
+
+
 @dataclass(frozen=True)
 class PresentValue:
     """What a value cell says: ``"264,22 kW {ok} @ 10"`` -> 264.22, kW, ok, priority 10."""
@@ -235,10 +242,12 @@ class PresentValue:
     status: str = ""  # the flags in braces, comma-separated ("ok", "fault,down")
     kind: str = ""  # analog | binary | multistate | "" (nothing readable)
     priority: int | None = None
+    #: The cell says there is no value (``nan``, ``#####``, ``-``): still a value cell.
+    missing: bool = False
 
     @property
     def readable(self) -> bool:
-        return bool(self.kind or self.status)
+        return bool(self.kind or self.status or self.missing)
 
 
 def parse_value(text: str) -> PresentValue:
@@ -258,7 +267,7 @@ def parse_value(text: str) -> PresentValue:
         t = t[: m.start()]
     t = t.strip().strip("'\"").strip()
     if fold(t) in _MISSING:
-        return PresentValue(status=status, priority=priority)
+        return PresentValue(status=status, priority=priority, missing=bool(t))
     number = _split_number(t)
     if number is not None:
         value, rest = number
@@ -266,7 +275,9 @@ def parse_value(text: str) -> PresentValue:
         shown = f"{value:g}" if abs(value) < 1e15 else str(value)
         if not rest:
             return PresentValue(shown, "", status, "analog", priority)
-        if len(rest) <= _MAX_UNIT and not re.search(r"[A-Za-z]{6,}", rest):
+        if _units().lookup(rest) is not None or (
+            len(rest) <= _MAX_UNIT and not re.search(r"[^\W\d_]{4,}", rest.strip("()"))
+        ):
             return PresentValue(shown, rest, status, "analog", priority)
         # "2 Auto", "1 (Occupé)": a multi-state value with its state text.
         return PresentValue(shown, "", status, "multistate", priority)

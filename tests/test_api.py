@@ -300,3 +300,42 @@ def test_upload_with_skip_bad_rows_reports_them_in_the_job(client: TestClient) -
     assert job["result"]["rejected"] == [
         {"source": "m.csv", "row": 3, "field": "min", "reason": "'x' is not a number"}
     ]
+
+
+def test_a_vendor_export_upload_says_which_column_became_which_field(client: TestClient) -> None:
+    _import(client)
+    delta = (
+        "Référence de l'objet;Alarme;Nom;Valeur;Statut\n"
+        "//Site/1000.AI10;;TEMP. ALIM. No.3A;20 °C;Normal\n"
+        "//Site/1000.BV12;Oui;DEM/ARR VENT. RETOUR;active;Normal\n"
+    ).encode("cp1252")
+    r = client.post("/buildings/fr/points", files={"file": ("export.csv", delta, "text/csv")})
+    job = finished_job(client, r.json()["id"])
+    assert job["status"] == "succeeded", job
+    columns = job["result"]["columns"]
+    fields = {(c["field"], c["column"]) for c in columns["columns"]}
+    assert {("name", "Nom"), ("value", "Valeur"), ("object_type", "Référence de l'objet")} <= fields
+    assert ("unit", "Valeur") in fields
+    assert columns["unused"] == ["Alarme"]
+    model = client.get("/buildings/fr/model").text
+    assert "Alarme" in model  # the unused column is kept on its point
+
+
+def test_an_export_whose_names_cannot_be_told_apart_is_refused_and_nothing_changes(
+    client: TestClient,
+) -> None:
+    _import(client)
+    before = client.get("/buildings/hq/model").text
+    data = "A;B\n" + "".join(f"AHU-{i} SAT;VAV-{i} ZNT\n" for i in range(20))
+    r = client.post("/buildings/hq/points", files={"file": ("two.csv", data.encode(), "text/csv")})
+    assert r.status_code == 400
+    assert "--columns name=" in r.json()["detail"] and "'A' or 'B'" in r.json()["detail"]
+    assert client.get("/buildings/hq/model").text == before
+    r = client.post(
+        "/buildings/hq2/points",
+        params={"columns": "name=B"},
+        files={"file": ("two.csv", data.encode(), "text/csv")},
+    )
+    job = finished_job(client, r.json()["id"])
+    assert job["status"] == "succeeded", job
+    assert client.get("/buildings/hq2/points", params={"q": "VAV-3 ZNT"}).json()["total"] == 1

@@ -224,3 +224,21 @@ def test_eval_takes_site_abbreviation_files(tmp_path: Path) -> None:
     assert bare.returncode == 0 and with_site.returncode == 0, bare.stderr + with_site.stderr
     assert _exact(bare.stdout, "site_x") == (0, pytest.approx(3 / 7, abs=1e-3))
     assert _exact(with_site.stdout, "site_x") == (0, 1.0)
+
+
+def test_label_says_which_column_became_which_field_and_what_was_not_used(tmp_path: Path) -> None:
+    export = tmp_path / "niagara.csv"
+    export.write_text(
+        "Name,Target Name,Object Name,Type,Object Type,Inst Num,Value,Export Ord,Export,Fault Cause,"
+        "Description,BACnet Writable\n"
+        'analogValue_0,Puissance$20Totale,PUISS_TOT_kW,Bacnet Ai Export,analog-value,0,"264,22 kW {ok} @ 10",'
+        'slot:/Drivers/PuissTot,true,,Puissance active totale,"in8,in10"\n',
+        "utf-8",
+    )
+    out = tmp_path / "pred.csv"
+    r = osed("label", str(export), "--predictions", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "point name <- 'Object Name'" in r.stderr and "unit <- 'Value' (inside the value)" in r.stderr
+    assert "not used (kept on each point as source evidence): 'Name', 'Target Name'" in r.stderr
+    (row,) = csv.DictReader(out.open(encoding="utf-8"))
+    assert row["name"] == "PUISS_TOT_kW" and row["brick_class"].endswith("Power_Sensor")
