@@ -378,6 +378,10 @@ class NameParser:
                     tags.extend(kb.tokens[word])
                     expansions.append((tokens[i][: len(word)], " ".join(kb.tokens[word])))
                     unknown.append(tokens[i][len(word) :])
+                elif (singular := self._singular(key)) is not None:
+                    # A plural of a known word (VOLETS, registres, défauts).
+                    tags.extend(kb.tokens[singular])
+                    expansions.append((tokens[i], " ".join(kb.tokens[singular])))
                 elif key in kb.equipment:
                     # An equipment word without a number (VAVActuatorPosition, "fancoil"):
                     # no equipment instance, but it says where the point sits.
@@ -455,6 +459,15 @@ class NameParser:
             expansion = self.knowledge.phrases.get(tuple(keys[i : i + width]))
             if expansion is not None:
                 return width, expansion
+        return None
+
+    def _singular(self, key: str) -> str | None:
+        """``volets`` -> ``volet``, ``vannes`` -> ``vanne``, ``chevaux``-style ``x`` plurals:
+        a known word of four letters or more with a plural ending."""
+        for cut in ("s", "x"):
+            stem = key[: -len(cut)]
+            if key.endswith(cut) and len(stem) >= 4 and self.knowledge.tokens.get(stem):
+                return stem
         return None
 
     @lru_cache(maxsize=16384)  # noqa: B019 - the parser lives as long as its knowledge
