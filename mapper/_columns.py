@@ -61,7 +61,8 @@ FIELD_LABELS = {
     "equipment": "equipment",
     "facets": "facets",
 }
-_SAMPLE = 2000
+#: Rows profiled to decide the columns: enough to see every kind of cell a column holds.
+_SAMPLE = 500
 _PUNCT = re.compile(r"[^0-9a-z]+")
 #: Short words that make a cell read as a sentence (a description) rather than a name.
 _PROSE_WORDS = frozenset(

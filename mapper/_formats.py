@@ -11,10 +11,14 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
+
+from lxml import etree
 
 from core.errors import IngestError
 from mapper._columns import ReadReport
@@ -45,6 +49,18 @@ def _not_a_point_list(data: bytes) -> str | None:
         if data.startswith(magic):
             return what
     return None
+
+
+#: What openpyxl, zipfile, zlib and the XML parsers raise on a damaged workbook.
+_XLSX_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ValueError, KeyError, IndexError, TypeError, EOFError, NotImplementedError, RuntimeError,
+    zipfile.BadZipFile, zlib.error,
+    ElementTree.ParseError, etree.LxmlError,
+)  # fmt: skip
+#: What rdflib's Turtle parser raises on damaged input (its own errors, and assertions).
+_TURTLE_ERRORS: tuple[type[BaseException], ...] = (
+    SyntaxError, ValueError, KeyError, IndexError, TypeError, AssertionError, AttributeError, UnicodeError,
+)  # fmt: skip
 
 
 def detect_format(path: str, data: bytes) -> str:
@@ -129,26 +145,32 @@ def read_points_xlsx(
 
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise IngestError(f"not a readable XLSX workbook: {exc}", source=source) from exc
-    if sheet is not None and sheet not in book.sheetnames:
-        raise IngestError(f"no sheet '{sheet}' (sheets: {', '.join(book.sheetnames)})", source=source)
-    ws = book[sheet] if sheet else _point_sheet(book, source, column_map)
-    rows = ws.iter_rows(values_only=True)
-    header_row = next(rows, None)
-    if header_row is None:
-        raise IngestError("the sheet is empty", source=f"{source} [{ws.title}]")
-    header = ["" if v is None else str(v).strip() for v in header_row]
+        if sheet is not None and sheet not in book.sheetnames:
+            raise IngestError(f"no sheet '{sheet}' (sheets: {', '.join(book.sheetnames)})", source=source)
+        ws = book[sheet] if sheet else _point_sheet(book, source, column_map)
+        # The sheet's XML is parsed as it is iterated: read it whole here, so that a broken
+        # workbook is refused as one, not halfway through the rows.
+        table = list(ws.iter_rows(values_only=True))
+    except _XLSX_ERRORS as exc:
+        raise IngestError(f"not a readable XLSX workbook: {_short(exc)}", source=source) from exc
+    where = f"{source} [{ws.title}]"
+    if not table:
+        raise IngestError("the sheet is empty", source=where)
+    header = ["" if v is None else str(v).strip() for v in table[0]]
     while header and not header[-1]:
         header.pop()
 
     def numbered() -> Iterator[tuple[int, list[str]]]:
-        for row_no, values in enumerate(rows, start=2):
+        for row_no, values in enumerate(table[1:], start=2):
             cells = ["" if v is None else _cell(v) for v in values][: len(header)]
             cells += [""] * (len(header) - len(cells))
             yield row_no, cells
 
-    return points_from_table(header, numbered(), f"{source} [{ws.title}]", column_map, rejected, report)
+    return points_from_table(header, numbered(), where, column_map, rejected, report)
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:160] or type(exc).__name__
 
 
 def _point_sheet(book: Any, source: str, column_map: dict[str, str] | None) -> Any:
@@ -433,10 +455,12 @@ def _zinc_values(line: str, source: str, row_no: int) -> list[Any]:
             raise IngestError(f"cannot read Zinc value at column {pos + 1}", source=source, row=row_no)
         string, ref, number, unit, word = m.groups()
         if string is not None:
-            values.append("s:" + json.loads(f'"{string}"'))
+            values.append("s:" + _zinc_string(f'"{string}"', source, row_no, pos))
         elif ref is not None:
             display = m.group(0).strip()[len(ref) :].strip()
-            values.append("r:" + ref[1:] + (" " + json.loads(display) if display else ""))
+            values.append(
+                "r:" + ref[1:] + (" " + _zinc_string(display, source, row_no, pos) if display else "")
+            )
         elif number is not None:
             values.append(f"n:{number.replace('_', '')}" + (f" {unit}" if unit else ""))
         elif word in ("M",):
@@ -457,6 +481,17 @@ def _zinc_values(line: str, source: str, row_no: int) -> list[Any]:
     return values
 
 
+def _zinc_string(quoted: str, source: str, row_no: int, pos: int) -> str:
+    """A Zinc string literal (JSON escapes); a broken one is the file's error, not ours."""
+    try:
+        value = json.loads(quoted)
+    except json.JSONDecodeError as exc:
+        raise IngestError(
+            f"bad Zinc string at column {pos + 1}: {exc.msg}", source=source, row=row_no
+        ) from exc
+    return str(value)
+
+
 # -- Brick / 223P Turtle ------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _class_index() -> ClassIndex:
@@ -474,10 +509,15 @@ def read_points_turtle(source: str, data: bytes) -> list[RawPoint]:
     graph = Graph()
     try:
         graph.parse(data=data, format="turtle")
-    except (SyntaxError, ValueError) as exc:
-        raise IngestError(f"not valid Turtle: {exc}", source=source) from exc
+    except _TURTLE_ERRORS as exc:
+        raise IngestError(f"not valid Turtle: {_short(exc)}", source=source) from exc
     if any(True for _ in graph.subjects(OSED.rawName, None)):
-        return [p for _, p in read_points_graph(graph)]
+        try:
+            return [p for _, p in read_points_graph(graph)]
+        except (ValueError, TypeError) as exc:
+            # An OSED export edited by hand: a row number, an instance or a limit that is
+            # not a number.
+            raise IngestError(f"not a valid OSED model: {_short(exc)}", source=source) from exc
     index = _class_index()
     points = []
     brick = str(BRICK)

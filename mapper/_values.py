@@ -102,6 +102,7 @@ BINARY_STATES = frozenset(
 _MAX_UNIT = 12
 
 
+@lru_cache(maxsize=65536)
 def fold(text: str) -> str:
     """Lowercase, without accents: how words from exports are compared."""
     folded = unicodedata.normalize("NFKD", text.strip().lower())
@@ -149,6 +150,12 @@ def _type_names() -> tuple[dict[str, str], dict[str, bool]]:
     return names, writable
 
 
+@lru_cache(maxsize=1)
+def _type_pattern() -> re.Pattern[str]:
+    names = sorted(_type_names()[0], key=len, reverse=True)
+    return re.compile(r"(?<![0-9a-z])(" + "|".join(re.escape(n) for n in names) + r")(?![0-9a-z])")
+
+
 def _named_type(text: str) -> str | None:
     """An object type named in words (``Entrée analogique``, ``Bacnet Analog Value
     Prioritized Descriptor``): the whole cell, else the longest name inside it."""
@@ -156,9 +163,8 @@ def _named_type(text: str) -> str | None:
     key = _words(text)
     if key in names:
         return names[key]
-    padded = f" {key} "
-    found = [(len(name), value) for name, value in names.items() if f" {name} " in padded]
-    return max(found)[1] if found else None
+    found = [m.group(1) for m in _type_pattern().finditer(key)]
+    return names[max(found, key=len)] if found else None
 
 
 def type_writability(text: str) -> bool | None:
@@ -173,6 +179,7 @@ def type_writability(text: str) -> bool | None:
     return max(found)[1] if found else None
 
 
+@lru_cache(maxsize=65536)
 def object_id(text: str) -> ObjectId | None:
     """The BACnet object a cell names: ``analog-input``, ``AI``, ``AV-12``, ``analogValue_3``,
     ``analog-value:12``, ``//Site/1000.AI10``, ``Entrée analogique``, ``Bacnet Ai Export``;
@@ -250,6 +257,7 @@ class PresentValue:
         return bool(self.kind or self.status or self.missing)
 
 
+@lru_cache(maxsize=65536)
 def parse_value(text: str) -> PresentValue:
     """A present value as exports print it, with decimal commas, units, status flags in
     braces and the active priority after ``@``. Never raises."""

@@ -72,3 +72,17 @@ def test_ede_like_files_never_crash(objects: list[tuple[str, int, int, str, int]
 def test_zinc_like_grids_never_crash(rows: list[list[str]]) -> None:
     text = 'ver:"3.0"\nid,dis,point,unit\n' + "\n".join(",".join(r) for r in rows)
     _read("fuzz.zinc", text.encode("utf-8"), "zinc")
+
+
+def test_mutated_real_files_of_every_reader_are_read_or_refused_never_crash(ontology) -> None:
+    """A short pass of eval/fuzz_readers.py (the long one is in docs/ingest.md): damaged
+    XLSX (the XML inside), Turtle, EDE, Haystack, Zinc, vendor exports."""
+    import random
+
+    from eval.fuzz_readers import fuzz_reader, seeds
+
+    rng = random.Random(7)
+    for reader, (name, seed) in seeds(ontology).items():
+        result = fuzz_reader(reader, name, seed, 60, rng)
+        assert not result.crashes, (reader, result.crashes, result.examples)
+        assert result.refused > 0  # the mutations do damage the files
