@@ -8,8 +8,7 @@ from collections import Counter, defaultdict
 from pydantic import BaseModel
 
 from agent import Example, point_signature
-from api import _paging
-from api._paging import PointFilter, PointRow, local
+from api._paging import STATUSES, PointFilter, PointRow, local, summary_query
 from api._service import BuildingNotFound, Platform
 from mapper import Suggestion, read_points_graph
 from ontology import OSED, sparql_prefixes
@@ -54,18 +53,15 @@ class Similar(BaseModel):
 
 def summary(platform: Platform, building: str, threshold: float = 0.8) -> ReviewSummary:
     iri = platform.require_building(building)
-    # Over one row per point (the table's own), so the counts match what the table pages.
-    result = platform.store.query(
-        sparql_prefixes()
-        + f"""SELECT ?status (COUNT(?p) AS ?n) (SUM(COALESCE(?conf, 0.0)) AS ?confsum)
-                 (SUM(IF(COALESCE(?conf, 0.0) >= {float(threshold)}, 1, 0)) AS ?above) WHERE {{
-            {{ {_paging.matching(iri, PointFilter(), None)} }} }} GROUP BY ?status""",
-    )
+    # From the point index: the statuses and confidences the table shows, one per point.
+    query = summary_query(platform.point_index(iri), threshold)
+    result = platform.store.query(query)
     by_status: dict[str, int] = {}
     right = 0.0
     above = 0
     for r in result.rows:
-        status, n = str(r["status"]), int(str(r["n"]))
+        code, n = int(float(str(r["code"]))), int(str(r["n"]))
+        status = STATUSES[code] if code < len(STATUSES) else "other"
         by_status[status] = n
         if status in ("confirmed", "corrected"):
             right += n

@@ -150,6 +150,8 @@ class Platform:
         #: Read-modify-write of a building (import, decisions, undo) is one at a time, so
         #: two reviewers' decisions never overwrite each other.
         self.write_lock = threading.RLock()
+        #: Building graph -> the store's version of it that its point index was made from.
+        self._indexed: dict[str, tuple[int, int]] = {}
 
     @cached_property
     def store(self) -> GraphStore:
@@ -204,6 +206,10 @@ class Platform:
 
     def graph_iri(self, building: str) -> str:
         return str(building_iri(self.settings.base_iri, building))
+
+    def index_iri(self, building_graph: str) -> str:
+        """The graph ranking a building's points for the point table (see api/_paging.py)."""
+        return building_graph + "/index"
 
     # -- labeling ---------------------------------------------------------------------
     def label(
@@ -260,9 +266,9 @@ class Platform:
     def create_building(self, building: str, label: str | None = None) -> str:
         check_building_id(building)
         iri = self.graph_iri(building)
-        if iri in self.store.graphs():
+        if self.store.has_graph(iri):
             raise OsedError(f"building '{building}' already exists")
-        self.store.replace_graph(iri, self.model(building, [], label))
+        self._write_building(iri, self.model(building, [], label))
         return iri
 
     def buildings(self) -> list[dict[str, object]]:
@@ -288,7 +294,7 @@ class Platform:
     def require_building(self, building: str) -> str:
         check_building_id(building)
         iri = self.graph_iri(building)
-        if iri not in self.store.graphs():
+        if not self.store.has_graph(iri):
             raise BuildingNotFound(f"no building '{building}'")
         return iri
 
@@ -319,7 +325,7 @@ class Platform:
         check_building_id(building)
         iri = self.graph_iri(building)
         # One read of what is stored: its decisions, label and points.
-        stored = self.store.get_graph(iri) if iri in self.store.graphs() else Graph()
+        stored = self.store.get_graph(iri) if self.store.has_graph(iri) else Graph()
         decisions = _decisions_in(stored)
         label = label or _label_in(stored)
         old = [raw for _, raw in read_points_graph(stored)]
@@ -336,7 +342,8 @@ class Platform:
         ]
         model = self.model(building, labeled, label)
         report = self.ontology.validator.validate(model)
-        triples = self.store.replace_graph(iri, model)
+        self._write_building(iri, model)
+        triples = len(model)
         same = sum(1 for ident, raw in zip(new_ids, points, strict=True) if _same(before.get(ident), raw))
         known = sum(1 for ident in new_ids if ident in before)
         return ImportResult(
@@ -520,8 +527,34 @@ class Platform:
             for p in state.current
             if state.identities.get(p) not in state.merged and after.get(p) != state.current.get(p)
         )
-        self.store.replace_graphs({iri: model, self.provenance_iri(building): prov})
+        self._write_building(iri, model, {self.provenance_iri(building): prov})
         return changed
+
+    def _write_building(self, iri: str, model: Graph, others: dict[str, Graph] | None = None) -> None:
+        """Store a building's model, its point index and ``others`` in one transaction."""
+        with self.write_lock:
+            before = self.store.version(iri)
+            index = _paging.index_graph(_paging.keys_in(model))
+            self.store.replace_graphs({iri: model, self.index_iri(iri): index, **(others or {})})
+            if self.store.version(iri) == (before[0], before[1] + 1):  # nobody else wrote it
+                self._indexed[iri] = self.store.version(iri)
+
+    def point_index(self, iri: str, stale: bool = False) -> str:
+        """The IRI of the building's point index, rebuilt from the stored model first if the
+        model was written since by something other than this platform (``osed load`` of a
+        Turtle model, a SPARQL update, this process's start) or is known ``stale``."""
+        if stale or self._indexed.get(iri) != self.store.version(iri):
+            with self.write_lock:  # no decision lands between reading the model and ranking it
+                version = self.store.version(iri)
+                if stale or self._indexed.get(iri) != version:
+                    rows = {
+                        key: self.store.query(query, limit=10**7).rows
+                        for key, query in _paging.keys_queries(iri).items()
+                    }
+                    index = _paging.index_graph(_paging.keys_from_rows(rows))
+                    self.store.replace_graph(self.index_iri(iri), index)
+                    self._indexed[iri] = version
+        return self.index_iri(iri)
 
     def history(self, building: str, point: str) -> list[dict[str, str]]:
         """Every decision recorded for one point, oldest first."""
@@ -572,32 +605,50 @@ class Platform:
         where = where or PointFilter()
         if status or text:
             where = where.model_copy(update={"status": status or where.status, "q": text or where.q})
-        if sort not in _paging.SORT_KEYS:
-            raise OsedError(f"cannot sort by '{sort[:40]}': use one of {', '.join(_paging.SORT_KEYS)}")
-        matching = self._matching(iri, where, iris)
-        counted = self.store.query(_paging.count_query(matching))
-        total = int(str(counted.rows[0]["n"])) if counted.rows else 0
-        page = self.store.query(_paging.page_query(matching, sort, descending, offset, limit), limit=limit)
-        wanted = [str(r["p"]) for r in page.rows]
+        if sort not in _paging.SORTS:
+            raise OsedError(f"cannot sort by '{sort[:40]}': use one of {', '.join(_paging.SORTS)}")
+        filters = self._filter_parts(iri, where, iris)
+        index = self.point_index(iri)
+        if filters.subquery:
+            # Filters on the model (text, class, equipment, IRIs) are evaluated once: every
+            # match, in order, makes both the total and the page.
+            ordered = self.store.query(_paging.page_query(index, filters, sort, descending), limit=10**7)
+            total = len(ordered.rows)
+            wanted = [str(r["p"]) for r in ordered.rows[offset : offset + limit]]
+        else:
+            if filters:  # status or confidence: keys in the index
+                counted = self.store.query(_paging.count_query(index, filters)).rows
+                total = int(str(counted[0]["n"])) if counted else 0
+            else:
+                total, ranked = self._count(iri, index)
+                if ranked != total:  # a point added or dropped unseen (another client of the store)
+                    index = self.point_index(iri, stale=True)
+            page = self.store.query(
+                _paging.page_query(index, filters, sort, descending, offset, limit), limit=limit
+            )
+            wanted = [str(r["p"]) for r in page.rows]
         if not wanted:
             return total, []
-        # The page's details in a second query over just these points.
+        # Then what the table shows, for just these points.
         found = self.store.query(_paging.details_query(iri, wanted), limit=len(wanted))
         rows = {r.iri: r for r in map(_paging.row, found.rows)}
         return total, [rows[p] for p in wanted if p in rows]
 
+    def _count(self, iri: str, index: str) -> tuple[int, int]:
+        row = self.store.query(_paging.point_count_query(iri, index)).rows[0]
+        return int(str(row["n"])), int(str(row["ranked"]))
+
     def point_iris(self, building: str, where: PointFilter) -> list[str]:
         """Every point matching a filter (for decisions on everything a filter shows)."""
         iri = self.require_building(building)
-        result = self.store.query(
-            sparql_prefixes() + f"SELECT ?p WHERE {{ {{ {self._matching(iri, where)} }} }} ORDER BY ?p",
-            limit=10**6,
-        )
-        return [str(r["p"]) for r in result.rows]
+        query = _paging.iris_query(self.point_index(iri), self._filter_parts(iri, where))
+        return [str(r["p"]) for r in self.store.query(query, limit=10**6).rows]
 
-    def _matching(self, iri: str, where: PointFilter, iris: Sequence[str] | None = None) -> str:
+    def _filter_parts(
+        self, iri: str, where: PointFilter, iris: Sequence[str] | None = None
+    ) -> _paging.Filters:
         cls = self.ontology.index.canonical(where.brick_class.strip()) if where.brick_class else None
-        return _paging.matching(iri, where, cls, iris)
+        return _paging.filter_parts(iri, where, cls, iris)
 
 
 def _decisions_in(graph: Graph) -> dict[str, tuple[str, str | None]]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -85,6 +87,27 @@ class GraphStore(ABC):
 
     settings: StoreSettings
 
+    def __init__(self) -> None:
+        self._versions_lock = threading.Lock()
+        self._updates = 0
+        self._writes: dict[str, int] = {}
+
+    def version(self, graph_iri: str) -> tuple[int, int]:
+        """Changes whenever this object writes the named graph or runs an update (which may
+        write any graph), so what a reader derived from the graph can be kept until then.
+        Writes by other clients of a shared remote store are not seen."""
+        with self._versions_lock:
+            return self._updates, self._writes.get(graph_iri, 0)
+
+    def _wrote(self, graph_iris: Iterable[str] | None) -> None:
+        """Record a write to these graphs (None: an update, any graph)."""
+        with self._versions_lock:
+            if graph_iris is None:
+                self._updates += 1
+            else:
+                for graph_iri in graph_iris:
+                    self._writes[graph_iri] = self._writes.get(graph_iri, 0) + 1
+
     def replace_graph(self, graph_iri: str, data: Graph) -> int:
         """Replace one named graph with ``data``; returns the number of triples stored."""
         return self.replace_graphs({graph_iri: data})
@@ -103,6 +126,11 @@ class GraphStore(ABC):
     @abstractmethod
     def graphs(self) -> list[str]:
         """The IRIs of all non-empty named graphs."""
+
+    def has_graph(self, graph_iri: str) -> bool:
+        """Whether the named graph holds a triple (``graph_iri in graphs()``, without listing
+        every graph: that alone took 25 ms on a disk store)."""
+        return bool(self.query(f"ASK {{ GRAPH <{graph_iri}> {{ ?s ?p ?o }} }}").boolean)
 
     @abstractmethod
     def query(self, sparql: str, *, timeout_s: float | None = None, limit: int | None = None) -> QueryResult:

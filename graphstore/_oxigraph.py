@@ -39,6 +39,7 @@ class OxigraphStore(GraphStore):
     """Embedded Oxigraph. ``path=None`` keeps everything in memory."""
 
     def __init__(self, path: Path | str | None, settings: StoreSettings | None = None) -> None:
+        super().__init__()
         self.settings = settings or StoreSettings()
         try:
             if path is None:
@@ -78,6 +79,7 @@ class OxigraphStore(GraphStore):
             except (OSError, SyntaxError, ValueError) as exc:
                 raise GraphStoreError(f"graphs {', '.join(graphs)} not stored: {exc}") from exc
             finally:
+                self._wrote(graphs)
                 for _g, staging in staged:
                     if self._store.contains_named_graph(staging):
                         self._store.remove_graph(staging)
@@ -86,8 +88,11 @@ class OxigraphStore(GraphStore):
     def drop_graph(self, graph_iri: str) -> None:
         with self._write_lock:
             node = ox.NamedNode(graph_iri)
-            if self._store.contains_named_graph(node):
-                self._store.remove_graph(node)
+            try:
+                if self._store.contains_named_graph(node):
+                    self._store.remove_graph(node)
+            finally:
+                self._wrote([graph_iri])
 
     def update(self, sparql: str) -> None:
         with self._write_lock:
@@ -97,6 +102,8 @@ class OxigraphStore(GraphStore):
                 raise QueryError(f"malformed SPARQL update: {exc}") from exc
             except (OSError, ValueError) as exc:
                 raise GraphStoreError(f"update failed, nothing written: {exc}") from exc
+            finally:
+                self._wrote(None)
 
     # -- reads ------------------------------------------------------------------------
     def get_graph(self, graph_iri: str) -> Graph:

@@ -22,6 +22,7 @@ class RemoteSparqlStore(GraphStore):
     def __init__(self, settings: StoreSettings, client: httpx.Client | None = None) -> None:
         if not settings.query_url:
             raise GraphStoreError("the remote store needs store.query_url")
+        super().__init__()
         self.settings = settings
         auth = (settings.username, settings.password) if settings.username else None
         self._client = client or httpx.Client(auth=auth, timeout=settings.http_timeout_s)
@@ -31,7 +32,14 @@ class RemoteSparqlStore(GraphStore):
     # -- writes -----------------------------------------------------------------------
     def replace_graphs(self, graphs: dict[str, Graph]) -> int:
         payloads = {g: to_ntriples(data, g) for g, data in graphs.items()}
-        if self._gsp_url and len(graphs) == 1:
+        try:
+            self._replace(payloads)
+        finally:
+            self._wrote(graphs)
+        return sum(len(data) for data in graphs.values())
+
+    def _replace(self, payloads: dict[str, bytes]) -> None:
+        if self._gsp_url and len(payloads) == 1:
             # Graph Store Protocol PUT replaces one graph in one request.
             ((graph_iri, payload),) = payloads.items()
             self._send(
@@ -47,13 +55,21 @@ class RemoteSparqlStore(GraphStore):
             for graph_iri, payload in payloads.items():
                 parts.append(f"DROP SILENT GRAPH <{graph_iri}>")
                 parts.append(f"INSERT DATA {{ GRAPH <{graph_iri}> {{\n{payload.decode('utf-8')}\n}} }}")
-            self.update(" ;\n".join(parts))
-        return sum(len(data) for data in graphs.values())
+            self._post_update(" ;\n".join(parts))
 
     def drop_graph(self, graph_iri: str) -> None:
-        self.update(f"DROP SILENT GRAPH <{graph_iri}>")
+        try:
+            self._post_update(f"DROP SILENT GRAPH <{graph_iri}>")
+        finally:
+            self._wrote([graph_iri])
 
     def update(self, sparql: str) -> None:
+        try:
+            self._post_update(sparql)
+        finally:
+            self._wrote(None)
+
+    def _post_update(self, sparql: str) -> None:
         self._send(
             "POST",
             self._update_url,
