@@ -389,3 +389,12 @@ def test_every_point_is_on_a_page_abstained_ones_too_and_they_can_be_corrected(m
     # The relabeling may have labeled look-alikes of it too: the page shows what is left.
     left = {i for i, p in now.items() if p["status"] == "abstained"}
     assert set(shown()) == left and info() == f"1–{len(left)} of {len(left)}"
+    # Deciding every row of the last page away from the filter shows the page before it.
+    filter_text(b, "", status="suggested")
+    suggested = len([p for p in stored_points(platform, "mixed").values() if p["status"] == "suggested"])
+    assert suggested > 100 and info() == f"1–100 of {suggested}"
+    after(b, lambda: b.find_element(By.ID, "next").click(), "loaded")
+    b.find_element(By.ID, "select-all").click()
+    after(b, lambda: b.find_element(By.ID, "reject-selected").click())
+    left = len([p for p in stored_points(platform, "mixed").values() if p["status"] == "suggested"])
+    assert left <= 100 and len(shown()) == left and info() == f"1–{left} of {left}"

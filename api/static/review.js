@@ -142,11 +142,18 @@ async function loadPoints() {
   p.set("sort", $("f-sort").value);
   p.set("order", $("f-order").value);
   const page = await api(`/buildings/${b()}/points?${p}`);
+  const lastPage = page.total ? Math.floor((page.total - 1) / PAGE) * PAGE : 0;
+  if (!page.items.length && state.offset > lastPage) {
+    // Fewer points match than before (decided away from a filter): show the last page.
+    state.offset = lastPage;
+    return loadPoints();
+  }
   state.total = page.total;
   state.rows = new Map(page.items.map((r) => [r.iri, r]));
   const body = $("points").tBodies[0];
   body.replaceChildren(...page.items.map(renderRow));
-  const last = Math.min(state.offset + PAGE, page.total);
+  // The range says which rows are on the page, as counted, not as expected.
+  const last = state.offset + page.items.length;
   $("page-info").textContent = page.total ? `${state.offset + 1}–${last} of ${page.total}` : "no points match";
   $("prev").disabled = state.offset === 0;
   $("next").disabled = last >= page.total;
