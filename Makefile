@@ -37,9 +37,11 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Benchmarks: labeling (docs/benchmarks.md), grid simulation (docs/gridsim.md), OpenADR scale.
+## Benchmarks: labeling (docs/benchmarks.md), grid simulation (docs/gridsim.md), OpenADR scale,
+## paging the review table (docs/paging.md).
 eval: $(STAMP)
 	$(BIN)/python -m eval.report ../shared/datasets/dev > docs/benchmarks.md
+	$(BIN)/python -m eval.paging --points 10000 > docs/paging.md
 	$(BIN)/python -m eval.gridsim --buildings 1000 > docs/gridsim.md
 	$(BIN)/python -m eval.openadr_scale --vens 200 > docs/openadr-scale.md
 
