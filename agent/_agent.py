@@ -155,6 +155,9 @@ class LabelingAgent:
         self.config = config or AgentConfig()
         self._check_knowledge()
         self.parser = NameParser(self.knowledge)
+        #: The language of the point list being labeled (None: the base language).
+        self.language: str | None = None
+        self._parsers: dict[str | None, NameParser] = {None: self.parser}
         self.scorer = ClassScorer(
             ontology,
             self.knowledge.implicit,
@@ -218,6 +221,9 @@ class LabelingAgent:
         first: dict[_Key, RawPoint] = {}
         for key, point in zip(keys, points, strict=True):
             first.setdefault(key, point)
+        self.language = self.knowledge.detect_language(
+            text for p in first.values() for text in (p.name, p.description) if text
+        )
         prepared = {key: self._prepare(point) for key, point in first.items()}
         self._agreement = _agreement(prepared.values())
         rules = self._conventions(prepared.values())
@@ -242,25 +248,35 @@ class LabelingAgent:
             progress(len(points) % 200)
         return out
 
+    def _reader(self) -> NameParser:
+        """The parser for the language of the point list being labeled."""
+        parser = self._parsers.get(self.language)
+        if parser is None:
+            parser = self._parsers[self.language] = NameParser(self.knowledge.for_language(self.language))
+        return parser
+
     def _prepare(self, point: RawPoint) -> _Draft:
         name = _clean(point.name)
-        parsed = self.parser.parse(name)
+        reader = self._reader()
+        parsed = reader.parse(name)
+        # Confirmations are remembered by the point function as every language reads it.
+        signature = self.parser.parse(name).signature
         decided = self.memory.exact.get(point.name)
         tags = list(parsed.tags) + self._lexical_tags(parsed.unknown_inside)
         described = ""
         if point.description:
-            desc = self.parser.parse(_clean(point.description))
+            desc = reader.parse(_clean(point.description))
             tags.extend(desc.tags)
             tags.extend(self._lexical_tags(desc.unknown))
             described = " ".join(desc.tags)
         for tag in point.tags:
-            tags.extend(self.parser.parse(tag).tags)
+            tags.extend(reader.parse(tag).tags)
         unit = self.ontology.units.lookup(point.unit)
         equipment, context = parsed.equipment, parsed.context
         if equipment is None and (point.equipment or point.reference):
             # The name says no equipment (Metasys ZN-T, WebCTRL zone_temp): the export's
             # equipment column or the object's path does (FC-2.VAV-1-A-1.ZN-T).
-            around = self.parser.parse(_clean(point.equipment or point.reference))
+            around = reader.parse(_clean(point.equipment or point.reference))
             equipment, context = around.equipment, (*context, *around.context)
         evidence = self.scorer.evidence(
             tags,
@@ -277,13 +293,9 @@ class LabelingAgent:
             # a convention the other points may share (see _conventions).
             own = ranked[0].name if ranked else None
             return _Draft(point, parsed, None, [], None, decided=decided, own_guess=own, equipment=equipment)
-        ranked, borrowed = self._apply_examples(parsed, ranked, evidence)
-        local = bool(
-            borrowed and parsed.signature and self.memory.same_signature(parsed.signature, self.building)
-        )
-        if local:
-            found = self.memory.same_signature(parsed.signature, self.building)
-            local = bool(found and found[1])
+        ranked, borrowed = self._apply_examples(parsed, ranked, evidence, signature)
+        found = self.memory.same_signature(signature, self.building) if borrowed and signature else None
+        local = bool(found and found[1])
         return _Draft(
             point, parsed, evidence, ranked, borrowed, described=described, local=local, equipment=equipment
         )
@@ -564,12 +576,12 @@ class LabelingAgent:
         return picked
 
     def _apply_examples(
-        self, parsed: ParsedName, ranked: list[Scored], evidence: Evidence
+        self, parsed: ParsedName, ranked: list[Scored], evidence: Evidence, signature: str
     ) -> tuple[list[Scored], tuple[float, str] | None]:
         if not len(self.memory):
             return ranked, None
         votes: dict[str, float] = defaultdict(float)
-        found = self.memory.same_signature(parsed.signature, self.building) if parsed.signature else None
+        found = self.memory.same_signature(signature, self.building) if signature else None
         same, local = found if found else (None, False)
         if same:
             for cls, n in same.items():
@@ -578,7 +590,7 @@ class LabelingAgent:
         else:
             neighbours = [
                 (sim, classes)
-                for sim, classes in self.memory.similar(parsed.signature, self.building)
+                for sim, classes in self.memory.similar(signature, self.building)
                 if sim >= self.config.min_example_similarity
             ]
             if not neighbours:

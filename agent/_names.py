@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -49,9 +50,14 @@ class Knowledge:
     binary: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Languages whose vocabulary files were loaded (``fr``...), in load order.
     languages: tuple[str, ...] = ()
-    #: Tokens a language file gave another meaning than the base file without declaring
-    #: it in its ``[overrides]``: (language, token, base meaning, its meaning).
+    #: Words a language file means otherwise than the base file (not declared in its
+    #: ``[overrides]``): (language, word, base meaning, its meaning). They apply only to
+    #: names in that language (``for_language``).
     conflicts: tuple[tuple[str, str, str, str], ...] = ()
+    #: Language -> section -> word -> its meaning in that language.
+    meanings: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    #: Language ("" = base) -> the words only its vocabulary has.
+    exclusive: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, *site_files: Path, languages: Sequence[str] | None = None) -> Knowledge:
@@ -59,9 +65,15 @@ class Knowledge:
         those named in ``languages``), then the site files, each on top of the last."""
         data_dir = resources.files("agent") / "data"
         data = tomllib.loads((data_dir / "abbreviations.toml").read_text("utf-8"))
-        base_tokens = {_key(k): str(v) for k, v in data.get("tokens", {}).items()}
+        base = {
+            section: {_key(k): (section, str(v)) for k, v in data.get(section, {}).items()}
+            for section in _OWN_SECTIONS
+        }
+        base_meaning = {k: m for section in base.values() for k, m in section.items()}
         loaded: list[str] = []
         conflicts: list[tuple[str, str, str, str]] = []
+        meanings: dict[str, dict[str, dict[str, str]]] = {}
+        language_keys: dict[str, set[str]] = {}
         language_files = sorted(
             (f for f in (data_dir / "languages").iterdir() if f.name.endswith(".toml")),
             key=lambda f: f.name,
@@ -72,10 +84,27 @@ class Knowledge:
             if languages is not None and code not in languages:
                 continue
             allowed = {_key(k) for k in extra.get("overrides", {}).get("tokens", [])}
-            for k, v in extra.get("tokens", {}).items():
-                key = _key(k)
-                if key in base_tokens and base_tokens[key] != str(v) and key not in allowed:
-                    conflicts.append((code, key, base_tokens[key], str(v)))
+            own: dict[str, dict[str, str]] = {}
+            for section in _OWN_SECTIONS:
+                entries = dict(extra.get(section, {}))
+                for k, v in list(entries.items()):
+                    key = _key(k)
+                    meaning = base_meaning.get(key)
+                    if meaning is not None and meaning != (section, str(v)) and key not in allowed:
+                        # Another meaning than the base file's (CH: chiller in English
+                        # names, chambre in French ones): used for names in this language.
+                        conflicts.append((code, key, f"{meaning[0]}:{meaning[1]}", f"{section}:{v}"))
+                        own.setdefault(section, {})[key] = str(v)
+                        del entries[k]
+                extra[section] = entries
+            # [own.<section>]: meanings for names in this language only, conflict or not.
+            for section, entries in extra.get("own", {}).items():
+                if section in _OWN_SECTIONS:
+                    own.setdefault(section, {}).update({_key(k): str(v) for k, v in entries.items()})
+            keys = {_key(k) for section in _OWN_SECTIONS for k in extra.get(section, {})}
+            keys |= {_key(w) for phrase in extra.get("phrases", {}) for w in phrase.split()}
+            language_keys[code] = keys | {k for section in own.values() for k in section}
+            meanings[code] = own
             _merge(data, extra)
             loaded.append(code)
         if languages is not None and (missing := set(languages) - set(loaded)):
@@ -115,7 +144,58 @@ class Knowledge:
             max_phrase=max((len(k) for k in phrases), default=1),
             languages=tuple(loaded),
             conflicts=tuple(conflicts),
+            meanings=meanings,
+            exclusive=_exclusive(set(base_meaning), language_keys),
         )
+
+    def for_language(self, code: str | None) -> Knowledge:
+        """This knowledge as names in ``code`` read it: the language's own meanings of words
+        the base file gives another (``ch``: a chiller in English, a room in French)."""
+        own = self.meanings.get(code or "")
+        if not own:
+            return self
+        tokens, equipment, locations = dict(self.tokens), dict(self.equipment), dict(self.locations)
+        for key, value in own.get("tokens", {}).items():
+            tokens[key] = tuple(value.split())
+            equipment.pop(key, None)
+            locations.pop(key, None)
+        for key, value in own.get("equipment", {}).items():
+            equipment[key] = value
+            locations.pop(key, None)
+        for key, value in own.get("locations", {}).items():
+            locations[key] = value
+            equipment.pop(key, None)
+        return replace(self, tokens=tokens, equipment=equipment, locations=locations, meanings={})
+
+    def detect_language(self, names: Iterable[str], sample: int = 3000) -> str | None:
+        """The language a point list is written in: the one whose own words (four letters or
+        more, found in no other vocabulary) appear in a fifth of its names or more, and in
+        more names than English words do. None for the base language (English) or when
+        nothing says: abbreviations (VAV, OCC, T) are shared by every language."""
+        distinct = list(dict.fromkeys(names))[:sample]
+        votes: Counter[str] = Counter()
+        for name in distinct:
+            keys = {k for k in (_key(t) for t in tokenize(name)) if len(k) >= 4}
+            for code, words in self.exclusive.items():
+                if keys & words:
+                    votes[code] += 1
+        best = max((c for c in votes if c), key=lambda c: votes[c], default=None)
+        if best is None or votes[best] < 0.2 * len(distinct) or votes[best] <= votes.get("", 0):
+            return None
+        return best
+
+
+#: Sections whose entries a language may mean otherwise than the base file.
+_OWN_SECTIONS = ("tokens", "equipment", "locations")
+
+
+def _exclusive(base_keys: set[str], language_keys: dict[str, set[str]]) -> dict[str, frozenset[str]]:
+    """Words only one vocabulary has (``""`` = the base file): what tells a language."""
+    out = {"": frozenset(base_keys - {k for keys in language_keys.values() for k in keys})}
+    for code, keys in language_keys.items():
+        others = set(base_keys).union(*(k for c, k in language_keys.items() if c != code))
+        out[code] = frozenset(k for k in keys - others if len(k) > 1)
+    return out
 
 
 _SECTIONS = (

@@ -304,3 +304,19 @@ def test_the_confidence_model_is_fitted_as_data_and_says_what_it_means(tmp_path)
     (tmp_path / "bad.json").write_text('{"weights": {"nope": 1}, "raw": [0, 1], "calibrated": [0, 1]}')
     with pytest.raises(LabelingError, match="nope"):
         Calibration.load(tmp_path / "bad.json")
+
+
+def test_a_word_two_languages_mean_differently_is_read_in_the_lists_language(ontology: Ontology) -> None:
+    knowledge = Knowledge.load()
+    assert (
+        knowledge.detect_language(["UTA-1 TEMP. ALIMENTATION", "VAV 2-01 CONSIGNE OCC.", "CH-1 ÉTAT"]) == "fr"
+    )
+    assert knowledge.detect_language(["AHU-1 SUPPLY AIR TEMP", "VAV-1 ZN-T", "CH-1 STATUS"]) is None
+    assert knowledge.detect_language(["AHU-1 SA-T", "VAV-1 ZN-T"]) is None  # shared abbreviations say nothing
+    agent = LabelingAgent(ontology, knowledge)
+    french = agent.suggest([RawPoint("CH-1 TEMP. DÉPART"), RawPoint("UTA-1 TEMP. ALIMENTATION")])
+    assert agent.language == "fr" and french[0].equipment is not None
+    assert french[0].equipment.brick_class == "Boiler"  # chaudière
+    english = agent.suggest([RawPoint("CH-1 LEAVING WATER TEMP"), RawPoint("AHU-1 SUPPLY AIR TEMP")])
+    assert agent.language is None and english[0].equipment is not None
+    assert english[0].equipment.brick_class == "Chiller"
