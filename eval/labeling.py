@@ -385,3 +385,72 @@ def format_held_out_reliability(held_out: dict[str, HeldOut]) -> str:
     for edge, conf, acc, count in curve:
         lines.append(f"| {edge:.1f}-{edge + 0.1:.1f} | {conf:.3f} | {acc:.3f} | {count} |")
     return "\n".join(lines) + f"\n\nPooled ECE: {ece:.3f}."
+
+
+def reliability_svg(held_out: dict[str, HeldOut], width: int = 640, height: int = 360) -> str:
+    """A reliability diagram of the held-out confidences (left) and each building's
+    calibration error (right), as a self-contained SVG for the docs."""
+    curve, ece = reliability([pair for h in held_out.values() for pair in h.pairs])
+    left, top, size = 50, 30, height - 80
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="18" font-size="13">Held-out reliability (pooled ECE {ece:.3f})</text>',
+        f'<rect x="{left}" y="{top}" width="{size}" height="{size}" fill="none" stroke="#999"/>',
+        f'<line x1="{left}" y1="{top + size}" x2="{left + size}" y2="{top}" stroke="#bbb" '
+        'stroke-dasharray="4 3"/>',
+    ]
+    total = sum(n for *_, n in curve) or 1
+    for edge, conf, acc, n in curve:
+        x = left + edge * size
+        bar = acc * size
+        shade = 0.25 + 0.75 * min(1.0, 10 * n / total)
+        parts.append(
+            f'<rect x="{x + 2:.1f}" y="{top + size - bar:.1f}" width="{size / 10 - 4:.1f}" '
+            f'height="{bar:.1f}" fill="#3b6ea5" fill-opacity="{shade:.2f}">'
+            f"<title>{edge:.1f}-{edge + 0.1:.1f}: accuracy {acc:.3f}, mean confidence {conf:.3f}, "
+            f"{n} suggestions</title></rect>"
+        )
+        parts.append(
+            f'<circle cx="{left + conf * size:.1f}" cy="{top + size - acc * size:.1f}" r="3" fill="#c0392b"/>'
+        )
+    for tick in range(0, 11, 2):
+        v = tick / 10
+        parts.append(
+            f'<text x="{left + v * size:.1f}" y="{top + size + 14}" text-anchor="middle">{v:.1f}</text>'
+        )
+        parts.append(
+            f'<text x="{left - 6}" y="{top + size - v * size + 4:.1f}" text-anchor="end">{v:.1f}</text>'
+        )
+    parts.append(
+        f'<text x="{left + size / 2}" y="{top + size + 30}" text-anchor="middle">confidence shown</text>'
+    )
+    parts.append(
+        f'<text x="14" y="{top + size / 2}" transform="rotate(-90 14 {top + size / 2})" '
+        'text-anchor="middle">share right</text>'
+    )
+    # Each building left out: its ECE as a bar.
+    x0, bar_w = left + size + 60, width - (left + size + 60) - 20
+    parts.append(f'<text x="{x0}" y="18" font-size="13">ECE per building left out</text>')
+    rows = list(held_out.values())
+    step = size / max(1, len(rows))
+    scale = bar_w * 0.55 / max(0.25, max((h.ece for h in rows), default=0.25))
+    for i, h in enumerate(rows):
+        y = top + i * step
+        parts.append(
+            f'<rect x="{x0}" y="{y + 2:.1f}" width="{h.ece * scale:.1f}" height="{step - 4:.1f}" '
+            'fill="#7f8c8d"/>'
+        )
+        parts.append(
+            f'<text x="{x0 + h.ece * scale + 4:.1f}" y="{y + step / 2 + 4:.1f}">'
+            f"{h.dataset[:22]} {h.ece:.3f}</text>"
+        )
+    target = x0 + 0.05 * scale
+    parts.append(
+        f'<line x1="{target:.1f}" y1="{top}" x2="{target:.1f}" y2="{top + size}" stroke="#c0392b" '
+        'stroke-dasharray="3 3"/>'
+    )
+    parts.append(f'<text x="{target + 3:.1f}" y="{top + size + 14}" fill="#c0392b">0.05</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

@@ -24,6 +24,7 @@ from eval.labeling import (
     format_held_out_reliability,
     format_table,
     knowledge_for,
+    reliability_svg,
     site_file,
 )
 from eval.throughput import run as throughput
@@ -130,6 +131,12 @@ def main(folder: Path, exports: Path = EXPORTS) -> None:
     out.write(format_held_out(held_out, platform.settings.agent.abstain_below) + "\n\n")
     out.write("Reliability of those held-out confidences, pooled over the buildings:\n\n")
     out.write(format_held_out_reliability(held_out) + "\n\n")
+    figure = Path(__file__).resolve().parents[1] / "docs" / "reliability.svg"
+    figure.write_text(reliability_svg(held_out), "utf-8")
+    out.write(
+        "![Held-out reliability: share right against confidence shown, and each building's ECE]"
+        "(reliability.svg)\n\n"
+    )
     out.write(
         "Zero-shot suggestions on the research sets under the shipped model (fitted on them, so\n"
         "this is not a held-out figure):\n\n"
