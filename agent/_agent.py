@@ -648,7 +648,8 @@ class LabelingAgent:
         # Unknown words that are Brick tags themselves (Frequency, Bypass) were understood.
         unknown = [w for w in parsed.unknown if not self._lexical_tags([w])]
         unknown_inside = [w for w in parsed.unknown_inside if not self._lexical_tags([w])]
-        measured = set(top.missing) & MEASURES
+        # "Level" is how Brick names the reading of a substance (Formaldehyde_Level_Sensor).
+        measured = set(top.missing) & MEASURES - {"Level"}
         agrees = bool(borrowed and borrowed[1] == top.name)
         factors = {
             "logit": math.log(share / (1.0 - share)),
