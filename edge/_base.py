@@ -53,6 +53,10 @@ class Adapter(ABC):
 
     ``has_priority_array``: the protocol keeps writers apart itself (BACnet), so a release
     relinquishes; otherwise the safety layer restores the value read before the first write.
+
+    A failed ``write`` raises ``DeviceTimeout`` when the request may have reached the device
+    without an answer (the safety layer then undoes it), any other ``EdgeError`` when it
+    cannot have taken effect (refused, or never sent).
     """
 
     kind: str = ""
@@ -76,6 +80,17 @@ class Adapter(ABC):
         """Free connections."""
 
 
+#: httpx errors raised before a request leaves: the device cannot have acted on it.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+    httpx.LocalProtocolError,
+)
+
+
 class LoopHttp:
     """One httpx client per event loop: an async client cannot move between loops (each CLI
     command and each test runs its own)."""
@@ -93,11 +108,18 @@ class LoopHttp:
         return self._http
 
     async def request(self, method: str, url: str, body: Any, *, device: str, point: str) -> httpx.Response:
-        """The response, whatever its status; no answer or no connection as typed errors."""
+        """The response, whatever its status; no answer or no connection as typed errors:
+        ``DeviceUnreachable`` only when the request cannot have been sent."""
         try:
             return await self.client().request(method, url, json=body)
+        except _NOT_SENT as exc:
+            raise DeviceUnreachable(
+                f"{method} {url}: {exc or 'no connection'}", device=device, point=point
+            ) from None
         except httpx.TimeoutException:
             raise DeviceTimeout(f"{method} {url}: no answer", device=device, point=point) from None
+        except httpx.TransportError as exc:  # sent, then the connection broke: no answer
+            raise DeviceTimeout(f"{method} {url}: no answer ({exc})", device=device, point=point) from None
         except httpx.HTTPError as exc:
             raise DeviceUnreachable(f"{method} {url}: {exc}", device=device, point=point) from None
 

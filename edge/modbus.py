@@ -74,9 +74,9 @@ class ModbusAdapter(Adapter):
             response = await asyncio.wait_for(call, self.timeout_s + 1)
         except TimeoutError:
             raise DeviceTimeout(f"no answer to {what}", device=device, point=target.name) from None
-        except ConnectionException as exc:
+        except ConnectionException as exc:  # lost with the request out: it may have arrived
             self._forget(address)
-            raise DeviceUnreachable(f"{what}: {exc}", device=device, point=target.name) from None
+            raise DeviceTimeout(f"{what}: no answer ({exc})", device=device, point=target.name) from None
         except ModbusException as exc:
             self._forget(address)
             raise DeviceTimeout(f"{what}: {exc}", device=device, point=target.name) from None
