@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from core.errors import OsedError
 from edge._base import PointTarget
@@ -15,10 +16,22 @@ class GraphResolver:
     """``resolve(building, point)``: a point by IRI or raw name in a stored building.
 
     Building graphs are read at most every ``ttl_s`` seconds (writes are rare; a model
-    that changed is seen within that time)."""
+    that changed is seen within that time). ``store`` may be a function that opens the
+    store: it is then opened on first use only, and with ``keep_open=False`` closed after
+    each read, so that a long-running process (``osed edge-service``) does not hold an
+    embedded store that other processes need to open."""
 
-    def __init__(self, store: GraphStore, base_iri: str = "urn:osed:", ttl_s: float = 5.0) -> None:
-        self.store = store
+    def __init__(
+        self,
+        store: GraphStore | Callable[[], GraphStore],
+        base_iri: str = "urn:osed:",
+        ttl_s: float = 5.0,
+        *,
+        keep_open: bool = True,
+    ) -> None:
+        self._store = store if isinstance(store, GraphStore) else None
+        self._open = None if isinstance(store, GraphStore) else store
+        self.keep_open = keep_open
         self.base_iri = base_iri
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, dict[str, PointTarget], dict[str, list[str]]]] = {}
@@ -29,12 +42,28 @@ class GraphResolver:
             hit = self._cache.get(building)
             if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
                 return hit[1], hit[2]
+        store = self._store
+        if store is None:
+            assert self._open is not None
+            store = self._open()
+            if self.keep_open:
+                self._store = store
+        try:
+            found = self._read(store, building)
+        finally:
+            if store is not self._store:
+                store.close()
+        with self._lock:
+            self._cache[building] = (time.monotonic(), *found)
+        return found
+
+    def _read(self, store: GraphStore, building: str) -> tuple[dict[str, PointTarget], dict[str, list[str]]]:
         iri = str(building_iri(self.base_iri, building))
-        if iri not in self.store.graphs():
+        if iri not in store.graphs():
             raise OsedError(f"no building '{building}'")
         by_iri: dict[str, PointTarget] = {}
         by_name: dict[str, list[str]] = {}
-        for point, raw in read_points_graph(self.store.get_graph(iri)):
+        for point, raw in read_points_graph(store.get_graph(iri)):
             if raw.address is None:
                 continue
             target = PointTarget(
@@ -49,8 +78,6 @@ class GraphResolver:
             )
             by_iri[target.iri] = target
             by_name.setdefault(raw.name, []).append(target.iri)
-        with self._lock:
-            self._cache[building] = (time.monotonic(), by_iri, by_name)
         return by_iri, by_name
 
     def __call__(self, building: str, point: str) -> PointTarget:

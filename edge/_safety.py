@@ -1,9 +1,16 @@
-"""The safety layer every write passes: capability, limits, leases, arbitration, overrides,
-dry-run and audit. There is no other path from OSED to a device."""
+"""The safety layer every write passes: capability, limits, write-ahead journal, leases,
+arbitration, overrides, dry-run and audit. There is no other path from OSED to a device.
+
+Write-ahead: a write is committed to the store as a ``writing`` lease (point, owner, value
+and what to restore) before its protocol write, and its outcome after. A ``writing`` lease
+whose process is gone, or whose write got no answer, may have reached the device: the next
+pass puts back what it recorded, audits that, and blocks the point until it has.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -13,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import (
+    DeviceTimeout,
     EdgeError,
     LeaseConflict,
     NotWritable,
@@ -22,6 +30,7 @@ from core.errors import (
     SafetyRefused,
 )
 from edge._base import Adapter, PointTarget, Value, as_number
+from edge._process import ProcessMark, exclusive
 from edge._store import AuditEntry, Lease, Override, SafetyStore
 
 log = logging.getLogger("osed.edge")
@@ -30,6 +39,7 @@ Resolver = Callable[[str, str], PointTarget]
 #: Protocols whose points take numbers (or on/off) only; MQTT and EdgeX may carry text.
 _NUMERIC_ONLY = frozenset({"bacnet", "modbus", "homeassistant"})
 Notify = Callable[[Lease, str], None]
+_UNDO_FAILED = "; undoing it failed, will retry: "
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,10 @@ class SafetyLayer:
         self.notify = notify
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.notifications: list[tuple[str, str, str]] = []  # (lease id, owner, message)
+        db = self.store.path
+        #: Our token on the intents we journal; other processes tell from it whether we run.
+        self.mark = ProcessMark(db.with_suffix(".writers") if db is not None else None)
+        self._pass_lock = db.with_suffix(".expiry-lock") if db is not None else None
 
     def resolve(self, building: str, point: str) -> PointTarget:
         """A point (raw name or IRI) as the graph records it."""
@@ -90,9 +104,9 @@ class SafetyLayer:
     async def read(self, building: str, point: str) -> Value:
         """A point's present value (reading needs no lease)."""
         target = self._resolve(building, point)
-        return await self.adapter(target.adapter).read(target)
+        return await self._adapter(target.adapter).read(target)
 
-    def adapter(self, kind: str) -> Adapter:
+    def _adapter(self, kind: str) -> Adapter:
         if callable(self._adapters):
             return self._adapters(kind)
         adapter = self._adapters.get(kind)
@@ -148,6 +162,14 @@ class SafetyLayer:
             except SafetyRefused as exc:
                 self._audit(owner, "write", building, target.iri, None, value, reason, "refused", str(exc))
                 raise
+            unsettled = self.store.leases(point=target.iri, statuses=("writing",))
+            if unsettled:
+                exc1 = LeaseConflict(
+                    f"point {target.name} has a write in progress or being undone (lease "
+                    f"{unsettled[0].id} of {unsettled[0].owner}); try again"
+                )
+                self._audit(owner, "write", building, target.iri, None, value, reason, "refused", str(exc1))
+                raise exc1
             holder = self.store.holder(target.iri)
             if holder is not None and holder.owner != owner and prio <= holder.priority:
                 exc2 = LeaseConflict(
@@ -167,7 +189,7 @@ class SafetyLayer:
                     str(exc2),
                 )
                 raise exc2
-            adapter = self.adapter(target.adapter)
+            adapter = self._adapter(target.adapter)
             lease = Lease(
                 id=uuid.uuid4().hex[:12],
                 building=building,
@@ -185,6 +207,7 @@ class SafetyLayer:
                 created=now,
                 expires=now + duration_s,
                 dry_run=dry,
+                target=target,
             )
             # What the point holds now: the value to return to (no priority array), the
             # audit's old value, and the base of rate limits.
@@ -204,31 +227,64 @@ class SafetyLayer:
             except SafetyRefused as exc:
                 self._audit(owner, "write", building, target.iri, current, value, reason, "refused", str(exc))
                 raise
+            ended = self._end(holder, lease) if holder is not None else None
             if not dry:
+                # Undoing this write, if its outcome is lost, puts back what the point held:
+                # the holder's value (ours to keep), else the value read (or relinquish).
+                lease.restore = holder.value if holder is not None else lease.original
+                lease.status, lease.writer = "writing", self.mark.token
+                if not self.store.journal(lease, holder.id if holder is not None else None):
+                    exc3 = LeaseConflict(
+                        f"point {target.name} changed hands or has a write in progress or being "
+                        f"undone ({self._busy_text(target.iri)}); try again"
+                    )
+                    self._audit(
+                        owner, "write", building, target.iri, current, value, reason, "refused", str(exc3)
+                    )
+                    raise exc3
                 try:
                     await adapter.write(target, lease.value, self.config.bacnet_priority)
-                except EdgeError as exc:
+                except DeviceTimeout as exc:  # it may have reached the device: undo it
+                    self._audit(
+                        owner, "write", building, target.iri, current, lease.value, reason, "failed",
+                        f"{exc}; the device may have taken it: undoing", lease.id,
+                    )  # fmt: skip
+                    await self._undo(lease, by="safety", why=f"no answer to the write: {exc}")
+                    raise
+                except EdgeError as exc:  # refused, or never reached the device
                     self._failed(lease, exc)
                     raise
-            preempted = None
-            if holder is not None:
-                if holder.owner == owner:
-                    holder.status, holder.ended = "released", now
-                    holder.notes.append(f"renewed by lease {lease.id}")
-                else:
-                    holder.status, holder.ended = "preempted", now
-                    holder.notes.append(f"preempted by {owner} (priority {prio}, lease {lease.id})")
-                    preempted = holder
-                self.store.save_lease(holder)
-            self.store.save_lease(lease)
+                except BaseException:
+                    # Cancelled or a bug mid-write: the outcome is unknown. Leave the intent
+                    # without a writer, so that the next pass undoes it.
+                    lease.writer, lease.error = "", "the write was interrupted in this process"
+                    self.store.save_lease(lease)
+                    raise
+            lease.status, lease.writer = "active", ""
             result = "dry-run" if dry else "ok"
             detail = "; ".join(lease.notes)
-            self._audit(
+            entry = self._entry(
                 owner, "write", building, target.iri, current, lease.value, reason, result, detail, lease.id
             )
+            self.store.settle(lease, ended, entry)
+            preempted = ended if ended is not None and ended.status == "preempted" else None
             if preempted is not None:
                 self._tell(preempted, f"preempted by {owner} (priority {prio}) on {target.name}")
             return WriteResult(lease=lease, preempted=preempted, notes=lease.notes)
+
+    def _end(self, holder: Lease, lease: Lease) -> Lease:
+        """The holder as the new lease leaves it: renewed (same owner) or preempted."""
+        if holder.owner == lease.owner:
+            holder.status, holder.ended = "released", lease.created
+            holder.notes.append(f"renewed by lease {lease.id}")
+        else:
+            holder.status, holder.ended = "preempted", lease.created
+            holder.notes.append(f"preempted by {lease.owner} (priority {lease.priority}, lease {lease.id})")
+        return holder
+
+    def _busy_text(self, point: str) -> str:
+        found = self.store.leases(point=point, statuses=("writing", "active", "reverting"))
+        return ", ".join(f"lease {f.id} of {f.owner}: {f.status}" for f in found) or "no lease now"
 
     def _check_capability(self, target: PointTarget) -> None:
         if not target.writable:
@@ -286,7 +342,7 @@ class SafetyLayer:
 
     def _failed(self, lease: Lease, exc: EdgeError) -> None:
         """Keep a lease the device refused, for the record; nothing else changes."""
-        lease.status, lease.error, lease.ended = "failed", str(exc), lease.created
+        lease.status, lease.error, lease.ended, lease.writer = "failed", str(exc), lease.created, ""
         self.store.save_lease(lease)
         self._audit(
             lease.owner, "write", lease.building, lease.point, lease.original, lease.value, lease.reason,
@@ -312,14 +368,113 @@ class SafetyLayer:
         return out
 
     async def expire_due(self) -> list[Lease]:
-        """Revert leases whose time is up, and retry reverts that failed before (a device
-        that was down). Run periodically by the server, and at every start."""
-        now = self.clock()
+        """One pass: undo writes left without an outcome (``recover``), revert leases whose
+        time is up, and retry reverts that failed before (a device that was down). Run by
+        the services (``enforce_leases``) and at every start.
+
+        One process at a time: while another holds the pass, this one does nothing."""
+        with exclusive(self._pass_lock) as ours:
+            if not ours:
+                return []
+            done = await self.recover()
+            # A point with a write in flight or still to undo waits: its holder is
+            # reverted after the write settles, in that order.
+            busy = {lease.point for lease in self.store.leases(statuses=("writing",))}
+            now = self.clock()
+            for lease in self.store.leases(statuses=("active", "reverting")):
+                if lease.point not in busy and (lease.status == "reverting" or lease.expires <= now):
+                    done.append(
+                        await self._revert(lease, by="expiry", reason="lease expired", final="expired")
+                    )
+            return done
+
+    async def recover(self) -> list[Lease]:
+        """Undo every journaled write whose outcome is unknown: its process ended between
+        the intent and the outcome (killed, crashed, power lost), or it got no answer. The
+        point gets back what the intent recorded (relinquish for a priority array), and the
+        audit log says so; an undo that fails is retried on the next pass."""
         done = []
-        for lease in self.store.leases(statuses=("active", "reverting")):
-            if lease.status == "reverting" or lease.expires <= now:
-                done.append(await self._revert(lease, by="expiry", reason="lease expired", final="expired"))
+        writers = set()
+        for lease in self.store.leases(statuses=("writing",)):
+            writers.add(lease.writer)
+            if self.mark.alive(lease.writer):
+                continue
+            async with self._locks[lease.point]:
+                fresh = self.store.lease(lease.id)
+                if fresh is None or fresh.status != "writing" or self.mark.alive(fresh.writer):
+                    continue
+                why = (
+                    "the writing process ended before recording the outcome"
+                    if fresh.writer
+                    else fresh.error.partition(_UNDO_FAILED)[0] or "the write's outcome is unknown"
+                )
+                done.append(await self._undo(fresh, by="recovery", why=why))
+        self.mark.sweep(writers)
         return done
+
+    async def _undo(self, lease: Lease, *, by: str, why: str) -> Lease:
+        """Put back what the point held before ``lease``'s write (the caller holds the
+        point's lock). Success ends the lease ``failed``; failure keeps it ``writing``
+        without a writer, for the next pass."""
+        restored: Value = "relinquished" if lease.restore is None else lease.restore
+        reason = f"undo a write with no recorded outcome ({lease.owner}: {lease.reason})"
+        try:
+            target = self._target(lease)
+            adapter = self._adapter(lease.adapter)
+            if lease.restore is not None:
+                await adapter.write(target, lease.restore, self.config.bacnet_priority)
+            elif adapter.has_priority_array:
+                await adapter.release(target, self.config.bacnet_priority, None)
+        except BaseException as exc:
+            # Not undone: the next pass tries again (whoever runs it, hence no writer).
+            lease.writer, lease.error = "", f"{why}{_UNDO_FAILED}{exc}"
+            self.store.save_lease(lease)
+            if not isinstance(exc, OsedError):
+                raise
+            self._audit(
+                by, "revert", lease.building, lease.point, lease.value, restored, reason, "failed",
+                f"{why}; {exc}", lease.id,
+            )  # fmt: skip
+            log.warning("undoing lease %s on %s failed, will retry: %s", lease.id, lease.name, exc)
+            return lease
+        lease.status, lease.writer, lease.ended = "failed", "", self.clock()
+        lease.error = f"{why}; undone"
+        self.store.save_lease(lease)
+        self._audit(
+            by, "revert", lease.building, lease.point, lease.value, restored, reason, "ok", why, lease.id
+        )
+        if by != lease.owner:
+            self._tell(lease, f"write undone ({why}) on {lease.name}")
+        return lease
+
+    def _target(self, lease: Lease) -> PointTarget:
+        """The point as the lease wrote it (leases from before the target was kept: the graph)."""
+        return lease.target if lease.target is not None else self._resolve(lease.building, lease.point)
+
+    async def enforce_leases(
+        self,
+        every_s: float,
+        *,
+        stop: asyncio.Event | None = None,
+        report: Callable[[Lease], None] | None = None,
+    ) -> None:
+        """Own lease expiry until ``stop`` is set: a pass at once (what expired or was left
+        mid-write while nothing ran), then at each known expiry, and at least every
+        ``every_s`` to see leases other processes (``osed write``) add and to retry."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            try:
+                for lease in await self.expire_due():
+                    if report is not None:
+                        report(lease)
+            except Exception:  # the loop must outlive one bad pass; the error is logged
+                log.exception("lease expiry pass failed")
+            wait = every_s
+            upcoming = self.store.next_expiry(self.clock())
+            if upcoming is not None:
+                wait = min(wait, upcoming - self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(wait, 0.01))
 
     async def _revert(self, lease: Lease, *, by: str, reason: str, final: str) -> Lease:
         async with self._locks[lease.point]:
@@ -331,8 +486,8 @@ class SafetyLayer:
             target: PointTarget | None = None
             try:
                 if not lease.dry_run:
-                    target = self._resolve(lease.building, lease.point)
-                    adapter = self.adapter(lease.adapter)
+                    target = self._target(lease)
+                    adapter = self._adapter(lease.adapter)
                     await adapter.release(target, self.config.bacnet_priority, lease.original)
             except (EdgeError, OsedError) as exc:
                 lease.status, lease.error = "reverting", str(exc)
@@ -356,7 +511,7 @@ class SafetyLayer:
             self.store.save_lease(lease)
             restored = (
                 "relinquished"
-                if target is not None and self.adapter(lease.adapter).has_priority_array
+                if target is not None and self._adapter(lease.adapter).has_priority_array
                 else lease.original
             )
             self._audit(
@@ -422,8 +577,23 @@ class SafetyLayer:
         detail: str = "",
         lease: str = "",
     ) -> None:
-        self.store.audit(
-            AuditEntry(self.clock(), actor, action, building, point, old, new, reason, result, detail, lease)
+        self.store.audit(self._entry(actor, action, building, point, old, new, reason, result, detail, lease))
+
+    def _entry(
+        self,
+        actor: str,
+        action: str,
+        building: str,
+        point: str,
+        old: Value | None,
+        new: Value | None,
+        reason: str,
+        result: str,
+        detail: str = "",
+        lease: str = "",
+    ) -> AuditEntry:
+        return AuditEntry(
+            self.clock(), actor, action, building, point, old, new, reason, result, detail, lease
         )
 
     def _tell(self, lease: Lease, message: str) -> None:
@@ -440,6 +610,7 @@ class SafetyLayer:
             closers = [a.close() for a in self._adapters.values()]
         await asyncio.gather(*closers, return_exceptions=True)
         self.store.close()
+        self.mark.close()
 
 
 def utc_text(ts: float) -> str:

@@ -1,4 +1,9 @@
-"""Leases, overrides and the audit log in one SQLite file: survives crashes and restarts."""
+"""Leases, overrides and the audit log in one SQLite file: survives crashes and restarts.
+
+The lease table is also the write-ahead journal of device writes: a lease is stored as
+``writing`` (with the value to restore) and committed before its protocol write, and its
+outcome after. WAL with synchronous=FULL makes each commit durable before the call returns.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from edge._base import Value
+from edge._base import PointTarget, Value
+from mapper import (
+    Address,
+    BACnetAddress,
+    EdgeXAddress,
+    HomeAssistantAddress,
+    ModbusAddress,
+    MQTTAddress,
+)
 
-LeaseStatus = Literal["active", "released", "expired", "preempted", "failed", "reverting"]
+#: ``writing``: the intent is journaled and the protocol write may or may not have reached
+#: the device; no outcome is recorded yet.
+LeaseStatus = Literal["writing", "active", "released", "expired", "preempted", "failed", "reverting"]
 
 
 @dataclass
@@ -38,6 +53,16 @@ class Lease:
     error: str = ""
     ended: float | None = None
     notes: list[str] = field(default_factory=list)
+    #: The point as written (address, unit): reverts and recovery need no graph, and still
+    #: reach the device if the model changes or is not at hand (``osed edge-service``).
+    target: PointTarget | None = None
+    #: What undoing an interrupted write puts back: the value the point held before it (the
+    #: previous holder's value when this lease preempts one); None with a priority array
+    #: (relinquish our slot).
+    restore: Value | None = None
+    #: The process whose protocol write is in flight (status ``writing``); empty once an
+    #: outcome is recorded, or when the write is known to be left without one.
+    writer: str = ""
 
 
 @dataclass
@@ -78,8 +103,29 @@ CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL
 """
 
 
+_ADDRESSES: dict[str, type[Address]] = {
+    "bacnet": BACnetAddress,
+    "edgex": EdgeXAddress,
+    "homeassistant": HomeAssistantAddress,
+    "modbus": ModbusAddress,
+    "mqtt": MQTTAddress,
+}
+
+
+def _lease(body: str) -> Lease:
+    data = json.loads(body)
+    target = data.pop("target", None)
+    lease = Lease(**data)
+    if target is not None:
+        address = dict(target.pop("address"))
+        kind = address.pop("adapter")
+        lease.target = PointTarget(**target, address=_ADDRESSES[kind](**address))
+    return lease
+
+
 class SafetyStore:
     def __init__(self, path: Path | None) -> None:
+        self.path = path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(
@@ -100,14 +146,63 @@ class SafetyStore:
 
     # -- leases -------------------------------------------------------------------------
     def save_lease(self, lease: Lease) -> None:
-        self._exec(
+        with self._lock:
+            self._put(lease)
+
+    def _put(self, lease: Lease) -> None:
+        self._db.execute(
             "INSERT OR REPLACE INTO leases (id, point, status, expires, body) VALUES (?, ?, ?, ?, ?)",
             (lease.id, lease.point, lease.status, lease.expires, json.dumps(asdict(lease))),
         )
 
+    def journal(self, lease: Lease, holder: str | None) -> bool:
+        """Commit a ``writing`` lease (the intent), unless the point changed hands since the
+        caller looked: its holder is no longer ``holder`` (a lease id or None), or another
+        write on it is in flight or awaiting undo. False when it did not.
+
+        One IMMEDIATE transaction, so two processes cannot both journal a write on a point."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute(
+                    "SELECT id, status FROM leases WHERE point = ? AND status IN "
+                    "('active', 'reverting', 'writing') ORDER BY expires",
+                    (lease.point,),
+                ).fetchall()
+                holders = [r[0] for r in rows if r[1] != "writing"]
+                if len(holders) != len(rows) or (holders[0] if holders else None) != holder:
+                    self._db.execute("ROLLBACK")
+                    return False
+                self._put(lease)
+                self._db.execute("COMMIT")
+                return True
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def settle(self, lease: Lease, ended: Lease | None, entry: AuditEntry) -> None:
+        """Record a write's outcome, the lease it ended (renewed or preempted) and its audit
+        line together; the ended lease only if it still holds the point (another process
+        may have reverted it meanwhile)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._put(lease)
+                if ended is not None:
+                    rows = self._db.execute("SELECT status FROM leases WHERE id = ?", (ended.id,)).fetchall()
+                    if rows and rows[0][0] in ("active", "reverting"):
+                        self._put(ended)
+                self._append(entry)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
     def lease(self, lease_id: str) -> Lease | None:
         rows = self._exec("SELECT body FROM leases WHERE id = ?", (lease_id,))
-        return Lease(**json.loads(rows[0][0])) if rows else None
+        return _lease(rows[0][0]) if rows else None
 
     def leases(self, *, point: str | None = None, statuses: tuple[str, ...] = ()) -> list[Lease]:
         sql, args = "SELECT body FROM leases WHERE 1=1", list[Any]()
@@ -118,7 +213,12 @@ class SafetyStore:
             sql += f" AND status IN ({','.join('?' * len(statuses))})"
             args.extend(statuses)
         rows = self._exec(sql + " ORDER BY expires", tuple(args))
-        return [Lease(**json.loads(r[0])) for r in rows]
+        return [_lease(r[0]) for r in rows]
+
+    def next_expiry(self, after: float) -> float | None:
+        """When the next active lease expires (after ``after``), if any."""
+        rows = self._exec("SELECT MIN(expires) FROM leases WHERE status = 'active' AND expires > ?", (after,))
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def holder(self, point: str) -> Lease | None:
         """The lease that currently owns the point's value (active, or failing to revert)."""
@@ -150,7 +250,11 @@ class SafetyStore:
 
     # -- audit --------------------------------------------------------------------------
     def audit(self, entry: AuditEntry) -> None:
-        self._exec(
+        with self._lock:
+            self._append(entry)
+
+    def _append(self, entry: AuditEntry) -> None:
+        self._db.execute(
             "INSERT INTO audit (at, point, actor, action, result, body) VALUES (?, ?, ?, ?, ?, ?)",
             (entry.at, entry.point, entry.actor, entry.action, entry.result, json.dumps(asdict(entry))),
         )

@@ -31,7 +31,9 @@ class EdgeSettings(BaseModel):
     limits: dict[str, LimitSettings] = Field(default_factory=dict)
     max_lease_hours: float = Field(default=24.0, gt=0)
     timeout_s: float = Field(default=5.0, gt=0)
-    #: How often the server reverts expired leases (and retries failed reverts).
+    #: How often the services (``osed serve``, ``osed edge-service``) look for leases other
+    #: processes added and retry failed reverts; a lease they know of is reverted at its
+    #: expiry, not at the next look.
     expiry_check_s: float = Field(default=1.0, gt=0)
     bacnet_local_address: str = "0.0.0.0:47808"
     #: BACnet write priority: 8 by default, never 1-2 (life safety).
@@ -125,9 +127,21 @@ def adapter_factory(settings: EdgeSettings) -> Callable[[str], Adapter]:
     return get
 
 
-def safety_layer(settings: EdgeSettings, store: GraphStore, base_iri: str, db: Path | None) -> SafetyLayer:
+def safety_layer(
+    settings: EdgeSettings,
+    store: GraphStore | Callable[[], GraphStore],
+    base_iri: str,
+    db: Path | None,
+    *,
+    keep_store_open: bool = True,
+) -> SafetyLayer:
+    """The safety layer over the stored graph; ``store`` may be a function that opens it
+    (see ``GraphResolver``)."""
     return SafetyLayer(
-        GraphResolver(store, base_iri), adapter_factory(settings), db, settings.safety_config()
+        GraphResolver(store, base_iri, keep_open=keep_store_open),
+        adapter_factory(settings),
+        db,
+        settings.safety_config(),
     )
 
 
