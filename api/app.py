@@ -7,7 +7,6 @@ a thread pool), so no blocking call sits inside ``async def``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import html
 import logging
@@ -178,29 +177,26 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
     platform = platform or Platform(settings)
     jobs = JobManager()
 
-    async def expire_leases() -> None:
-        """Revert expired leases (and retry failed reverts) for as long as the app runs;
-        the first pass at startup reverts what expired while the server was down."""
-        while True:
-            try:
-                await platform.safety.expire_due()
-            except Exception:
-                log.exception("lease expiry pass failed")
-            await asyncio.sleep(settings.edge.expiry_check_s)
-
     tasks: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        expiry = asyncio.create_task(expire_leases())
+        # The server owns lease expiry while it runs: the first pass undoes writes left
+        # without an outcome and reverts what expired while it was down; then each lease
+        # is reverted at its expiry, leases other processes add are seen within
+        # edge.expiry_check_s.
+        stop = asyncio.Event()
+        expiry = asyncio.create_task(platform.safety.enforce_leases(settings.edge.expiry_check_s, stop=stop))
         if vtn is not None:
             await vtn.start()
         yield
         if vtn is not None:
             await vtn.stop()
-        expiry.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await expiry
+        stop.set()  # a pass under way finishes (its device calls are bounded by edge.timeout_s)
+        try:
+            await asyncio.wait_for(expiry, settings.edge.timeout_s * 2)
+        except TimeoutError:
+            log.warning("lease expiry pass did not finish in time: cancelled")
         await platform.safety.close()
         platform.__dict__.pop("safety", None)
         jobs.close()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from agent import Example, Knowledge
     from api._service import Platform
     from api.settings import Settings
+    from edge import Lease, SafetyLayer
     from mapper import RawPoint
 
 EXIT_INVALID = 1  # osed validate: the model does not conform
@@ -586,9 +587,47 @@ def user_remove(name: str) -> None:
 
 
 # -- edge: writes through the safety layer ------------------------------------------------
+def _safety(platform: Platform, *, keep_store_open: bool = True) -> SafetyLayer:
+    """The safety layer on the shared lease store. The graph store is opened only when a
+    point must be resolved (leases carry their targets), so ``osed leases``, ``osed audit``
+    or ``osed release LEASE`` run while ``osed edge-service`` does; with
+    ``keep_store_open=False`` it is closed again after each read (a long-running process
+    must not hold an embedded store the others need)."""
+    from edge import safety_layer
+    from graphstore import GraphStore, open_store
+
+    settings = platform.settings
+
+    def shared() -> GraphStore:
+        return platform.store  # closed with the platform
+
+    def briefly() -> GraphStore:
+        return open_store(settings.store, settings.store_path())
+
+    return safety_layer(
+        settings.edge,
+        shared if keep_store_open else briefly,
+        settings.base_iri,
+        settings.safety_db(),
+        keep_store_open=keep_store_open,
+    )
+
+
+def _pass_line(lease: Lease) -> str:
+    """What a lease pass did to one lease, for stderr."""
+    if lease.status == "expired":
+        return f"lease {lease.id} on {lease.name} had expired: reverted"
+    if lease.status == "reverting":
+        return f"lease {lease.id} on {lease.name} had expired: revert failed ({lease.error})"
+    if lease.status == "failed":
+        return f"lease {lease.id} on {lease.name}: write without a recorded outcome undone ({lease.error})"
+    return f"lease {lease.id} on {lease.name}: {lease.status} ({lease.error})"
+
+
 def _edge(work: Callable[[Platform], Any]) -> Any:
-    """Run an edge command: expired leases are reverted first (a restart's duty), then
-    ``work``; adapters are closed at the end."""
+    """Run a command that drives the platform's safety layer (grid functions, the VEN): a
+    lease pass first (a restart's duty: writes a killed process left without an outcome are
+    undone, expired leases reverted), then ``work``; adapters are closed at the end."""
     import asyncio
 
     platform = _platform()
@@ -597,14 +636,77 @@ def _edge(work: Callable[[Platform], Any]) -> Any:
         safety = platform.safety
         try:
             for lease in await safety.expire_due():
-                state = "reverted" if lease.status == "expired" else f"revert failed ({lease.error})"
-                click.echo(f"lease {lease.id} on {lease.name} had expired: {state}", err=True)
+                click.echo(_pass_line(lease), err=True)
             return await work(platform)
         finally:
             await safety.close()
 
     try:
         return asyncio.run(run())
+    finally:
+        platform.close()
+
+
+def _leases(work: Callable[[SafetyLayer], Any]) -> Any:
+    """Run a lease command (write, release, leases, lock, unlock, audit) like ``_edge``, on
+    a safety layer that opens the graph store only to resolve a point."""
+    import asyncio
+
+    platform = _platform()
+
+    async def run() -> Any:
+        safety = _safety(platform)
+        try:
+            for lease in await safety.expire_due():
+                click.echo(_pass_line(lease), err=True)
+            return await work(safety)
+        finally:
+            await safety.close()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        platform.close()
+
+
+@main.command(name="edge-service")
+@click.option(
+    "--check-every",
+    type=click.FloatRange(min=0.05),
+    help="Seconds between looks for new leases (default from settings: edge.expiry_check_s).",
+)
+def edge_service(check_every: float | None) -> None:
+    """Own lease expiry without the API: revert each lease at its expiry, undo writes a
+    killed process left without an outcome, retry reverts that failed. Runs until SIGTERM
+    or Ctrl+C. Leases from ``osed write`` are handed to it through the lease store."""
+    import asyncio
+    import signal
+
+    platform = _platform()
+    settings = platform.settings
+    every = check_every or settings.edge.expiry_check_s
+
+    async def run() -> None:
+        safety = _safety(platform, keep_store_open=False)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo(
+            f"osed edge-service: leases in {settings.safety_db()}, looked at every {every:g}s "
+            "and reverted at expiry; SIGTERM or Ctrl+C stops it",
+            err=True,
+        )
+        try:
+            await safety.enforce_leases(
+                every, stop=stop, report=lambda lease: click.echo(_pass_line(lease), err=True)
+            )
+        finally:
+            await safety.close()
+        click.echo("osed edge-service: stopped", err=True)
+
+    try:
+        asyncio.run(run())
     finally:
         platform.close()
 
@@ -659,8 +761,8 @@ def write(
 
     seconds = parse_duration(duration)
 
-    async def work(platform: Platform) -> None:
-        result = await platform.safety.write(
+    async def work(safety: SafetyLayer) -> None:
+        result = await safety.write(
             building,
             point,
             parse_value(value),
@@ -677,7 +779,7 @@ def write(
             click.echo(f"preempted lease {result.preempted.id} of {result.preempted.owner}", err=True)
         click.echo(_lease_line(result.lease))
 
-    _edge(work)
+    _leases(work)
 
 
 @main.command()
@@ -686,8 +788,7 @@ def write(
 def release(lease_or_point: str, building: str | None) -> None:
     """End a lease (by id), or the leases on a point, and return the point to what it was."""
 
-    async def work(platform: Platform) -> None:
-        safety = platform.safety
+    async def work(safety: SafetyLayer) -> None:
         if building:
             target = safety.resolve(building, lease_or_point)
             leases = safety.store.leases(point=target.iri, statuses=("active", "reverting"))
@@ -704,7 +805,7 @@ def release(lease_or_point: str, building: str | None) -> None:
             if done.status == "reverting":
                 raise OsedError(f"lease {done.id}: revert failed, will be retried: {done.error}")
 
-    _edge(work)
+    _leases(work)
 
 
 @main.command()
@@ -712,12 +813,12 @@ def release(lease_or_point: str, building: str | None) -> None:
 def leases(show_all: bool) -> None:
     """Leases (active ones by default); reverts those that expired first."""
 
-    async def work(platform: Platform) -> None:
-        statuses = () if show_all else ("active", "reverting")
-        for lease in platform.safety.store.leases(statuses=statuses):
+    async def work(safety: SafetyLayer) -> None:
+        statuses = () if show_all else ("writing", "active", "reverting")
+        for lease in safety.store.leases(statuses=statuses):
             click.echo(_lease_line(lease))
 
-    _edge(work)
+    _leases(work)
 
 
 @main.command()
@@ -731,15 +832,15 @@ def lock(target: str, building: str, duration: str, reason: str, operator: str) 
     no grid function can write it meanwhile."""
     from edge import parse_duration
 
-    async def work(platform: Platform) -> None:
-        o = platform.safety.lock(
+    async def work(safety: SafetyLayer) -> None:
+        o = safety.lock(
             building, target, operator=operator, reason=reason, duration_s=parse_duration(duration)
         )
         from edge import utc_text
 
         click.echo(f"{o.id}\tlocked {o.target} until {utc_text(o.until)}")
 
-    _edge(work)
+    _leases(work)
 
 
 @main.command()
@@ -747,11 +848,11 @@ def lock(target: str, building: str, duration: str, reason: str, operator: str) 
 def unlock(override_id: str) -> None:
     """End an operator lock early."""
 
-    async def work(platform: Platform) -> None:
-        o = platform.safety.unlock(override_id, by="operator:cli")
+    async def work(safety: SafetyLayer) -> None:
+        o = safety.unlock(override_id, by="operator:cli")
         click.echo(f"{o.id}\tunlocked {o.target}")
 
-    _edge(work)
+    _leases(work)
 
 
 @main.command()
@@ -760,16 +861,16 @@ def unlock(override_id: str) -> None:
 def audit(point: str | None, limit: int) -> None:
     """The audit log of the safety layer, newest first: who, what, old, new, why, result."""
 
-    async def work(platform: Platform) -> None:
+    async def work(safety: SafetyLayer) -> None:
         from edge import utc_text
 
-        for e in platform.safety.store.audit_log(point=point, limit=limit):
+        for e in safety.store.audit_log(point=point, limit=limit):
             click.echo(
                 f"{utc_text(e.at)}\t{e.actor}\t{e.action}\t{e.point}\t{e.old} -> {e.new}\t"
                 f"{e.result}\t{e.reason}\t{e.detail}"
             )
 
-    _edge(work)
+    _leases(work)
 
 
 # -- grid topology and grid functions -------------------------------------------------------
