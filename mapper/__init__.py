@@ -7,8 +7,11 @@ from mapper._discovery import discover_edgex, discover_homeassistant
 from mapper._formats import FORMATS, detect_format, parse_zinc, read_points
 from mapper._graph import read_points_graph
 from mapper._rdf import (
+    BUILDING_ID_RULE,
     build_model,
+    building_id,
     building_iri,
+    check_building_id,
     equipment_iri,
     point_identities,
     point_iri,
@@ -33,6 +36,7 @@ from mapper._records import (
 )
 
 __all__ = [
+    "BUILDING_ID_RULE",
     "FORMATS",
     "REVIEW_STATUSES",
     "AdapterName",
@@ -51,7 +55,9 @@ __all__ = [
     "SourceRef",
     "Suggestion",
     "build_model",
+    "building_id",
     "building_iri",
+    "check_building_id",
     "decode_text",
     "detect_format",
     "discover_bacnet",

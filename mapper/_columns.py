@@ -63,6 +63,9 @@ FIELD_LABELS = {
 }
 #: Rows profiled to decide the columns: enough to see every kind of cell a column holds.
 _SAMPLE = 500
+_NETWORK_ADDRESS = re.compile(
+    r"(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?|\d{1,3}|[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){1,7}"
+)
 _PUNCT = re.compile(r"[^0-9a-z]+")
 #: Short words that make a cell read as a sentence (a description) rather than a name.
 _PROSE_WORDS = frozenset(
@@ -157,6 +160,10 @@ class ColumnProfile:
     escapes: float
     #: Share of cells naming a component type that says whether it is writable.
     writable_types: float = 0.0
+    #: Share of cells naming a device and an object (1000.AI10): an object reference.
+    devices: float = 0.0
+    #: Share of cells that are a network address (IPv4[:port], an MS/TP MAC number).
+    network_addresses: float = 0.0
 
 
 @dataclass
@@ -179,6 +186,8 @@ class ColumnPlan:
     preamble: int = 0
     #: Columns that also name the point, read where the name column is empty.
     name_fallbacks: tuple[int, ...] = ()
+    #: What the reader assumed, said to the user.
+    notes: tuple[str, ...] = ()
 
     def report(self) -> ReadReport:
         choices = [
@@ -202,6 +211,7 @@ class ColumnPlan:
                 ColumnChoice("writable", self.header[self.writable_types], "from the component type")
             )
         notes = [f"skipped {self.preamble} line(s) before the header"] if self.preamble else []
+        notes.extend(self.notes)
         return ReadReport(
             columns=choices,
             unused=[self.header[i].strip() or f"column {i + 1}" for i in self.unused],
@@ -281,6 +291,8 @@ def profile(header: list[str], rows: Sequence[Sequence[str]]) -> list[ColumnProf
                 priority_lists=_share(cells, looks_like_priority_list),
                 escapes=_share(cells, has_niagara_escapes),
                 writable_types=_share(cells, lambda c: type_writability(c) is not None),
+                devices=_share(cells, lambda c: (o := object_id(c)) is not None and o.device is not None),
+                network_addresses=_share(cells, lambda c: bool(_NETWORK_ADDRESS.fullmatch(c.strip()))),
             )
         )
     return out
@@ -302,6 +314,10 @@ def _fits(field_name: str, p: ColumnProfile, strong: bool) -> bool:
         return strong or p.values >= 0.7
     if field_name == "modbus_register":
         return strong or p.numbers >= 0.9
+    if field_name == "bacnet_address":
+        return p.network_addresses >= 0.8
+    if field_name == "reference" and not strong:
+        return p.devices >= 0.5 or p.namelike >= 0.5
     return True
 
 
@@ -366,11 +382,17 @@ def plan_columns(
         elif "writable" not in columns and p.priority_lists >= 0.5 and p.writables >= 0.9:
             columns["writable"], how["writable"] = p.index, "values"
             taken.add(p.index)
+        elif "reference" not in columns and p.devices >= 0.6:
+            columns["reference"], how["reference"] = p.index, "values"
+            taken.add(p.index)
     if "name" not in columns:
         _name_from_values(profiles, taken, header, source, columns, how)
     # Other columns that name the point (Niagara's Target Name beside Object Name): used
     # on a row whose name cell is empty.
     strong, weak = spellings["name"]
+    notes: list[str] = []
+    if "modbus_register" in columns and "modbus_unit" not in columns:
+        notes.append("no Modbus unit id column: unit id 1 is assumed for every register")
     name_fallbacks = tuple(
         p.index
         for p in profiles
@@ -405,6 +427,11 @@ def plan_columns(
             how["_writable_types"] = "from the component type"
     writable = columns.get("writable")
     escaped = frozenset(p.index for p in profiles if p.escapes >= 0.2)
+    if "description" not in columns and name_fallbacks:
+        # A second column naming the point (Niagara's Target Name, a display name beside the
+        # object name) is the words the agent reads beside the name.
+        columns["description"], how["description"] = name_fallbacks[0], "a second name column"
+        taken.add(name_fallbacks[0])
     used = taken | set(type_sources) | ({writable_types} if writable_types is not None else set())
     unused = tuple(p.index for p in profiles if p.index not in used)
     return ColumnPlan(
@@ -418,6 +445,7 @@ def plan_columns(
         unused=unused,
         preamble=preamble,
         name_fallbacks=name_fallbacks,
+        notes=tuple(notes),
     )
 
 

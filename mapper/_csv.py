@@ -23,6 +23,7 @@ from mapper._records import (
 from mapper._values import (
     ObjectId,
     PresentValue,
+    fold,
     object_id,
     object_type_word,
     parse_facets,
@@ -80,11 +81,20 @@ def decode_text(data: bytes, source: str) -> str:
 
 
 def sniff_delimiter(text: str) -> str:
-    sample = "\n".join(text.splitlines()[:20])
+    """The delimiter of a delimited text: what csv.Sniffer says, unless the header line
+    does not split on it while it does on another (a broken quote further down fools the
+    sniffer into one column per line)."""
+    lines = [line for line in text.splitlines()[:20] if line.strip()]
+    header = lines[0] if lines else ""
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+        sniffed = csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
     except csv.Error:
-        return ","
+        sniffed = ""
+    counts = {d: header.count(d) for d in ",;\t|"}
+    if sniffed and counts.get(sniffed, 0) > 0:
+        return sniffed
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else (sniffed or ",")
 
 
 def read_points_csv(
@@ -274,7 +284,10 @@ def _point(row: list[str], plan: ColumnPlan, source: str, row_no: int) -> RawPoi
             field=field("minimum"),
         )
     value = parse_value(cell("value")) if "value" in columns else PresentValue()
-    unit = cell("unit") or value.unit
+    unit = cell("unit")
+    if parse_value(unit).missing:
+        unit = ""  # "-", "n/a": no unit
+    unit = unit or value.unit
     kind = value.kind
     if "facets" in columns:
         facets = parse_facets(cell("facets"))
@@ -317,19 +330,24 @@ def _point(row: list[str], plan: ColumnPlan, source: str, row_no: int) -> RawPoi
 
 
 def _object_id(row: list[str], plan: ColumnPlan, cell: Callable[[str], str]) -> ObjectId | None:
-    """The BACnet object a row names: its object-type column, else a reference or slot column."""
+    """The BACnet object a row names: the type from its object-type column, else from a
+    reference or slot column; the device and instance from a reference that names them
+    (``3100.AI1``) when its type agrees with the type column's."""
+    typed: ObjectId | None = None
     text = cell("object_type")
     if text:
-        found = object_id(text)
-        if found is None and (word := object_type_word(text)):
-            found = ObjectId(word)
-        if found is not None:
-            return found
+        typed = object_id(text)
+        if typed is None and (word := object_type_word(text)):
+            typed = ObjectId(word)
     named = [plan.columns[f] for f in ("bacnet_object", "reference") if f in plan.columns]
     for i in (*named, *plan.type_sources):
-        if i < len(row) and (found := object_id(row[i])) is not None:
+        if i >= len(row) or (found := object_id(row[i])) is None:
+            continue
+        if typed is None:
             return found
-    return None
+        if found.device is not None and found.object_type == typed.object_type:
+            return found
+    return typed
 
 
 def _address(
@@ -388,8 +406,11 @@ def _address(
         return ModbusAddress(
             unit=int(unit) if unit is not None else 1,
             register=int(register or 0),
-            register_type=(cell("modbus_type") or "holding").lower(),
-            data_type=(cell("modbus_datatype") or "uint16").lower(),
+            register_type=(kind := _register_type(cell("modbus_type"), source, row_no)),
+            # A coil or a discrete input holds one bit.
+            data_type=(
+                cell("modbus_datatype") or ("bool" if kind in ("coil", "discrete") else "uint16")
+            ).lower(),
             scale=float(scale) if scale is not None else 1.0,
             host=cell("modbus_host") or None,
             word_order=_word_order(cell("modbus_word_order"), source, row_no),
@@ -397,6 +418,31 @@ def _address(
     if cell("mqtt_topic"):
         return MQTTAddress(state_topic=cell("mqtt_topic"), command_topic=cell("mqtt_command_topic") or None)
     return None
+
+
+#: Modbus register types as gateways and front ends write them, in English and French.
+_REGISTER_TYPES = {
+    "holding": "holding", "holding register": "holding", "holding registers": "holding",
+    "hr": "holding", "4x": "holding", "registre de maintien": "holding",
+    "input": "input", "input register": "input", "input registers": "input", "ir": "input",
+    "3x": "input", "registre d entree": "input",
+    "coil": "coil", "coils": "coil", "0x": "coil", "bobine": "coil",
+    "discrete": "discrete", "discrete input": "discrete", "discrete inputs": "discrete",
+    "di": "discrete", "1x": "discrete", "entree discrete": "discrete",
+}  # fmt: skip
+
+
+def _register_type(text: str, source: str, row_no: int) -> str:
+    key = re.sub(r"[^0-9a-z]+", " ", fold(text)).strip() or "holding"
+    found = _REGISTER_TYPES.get(key)
+    if found is None:
+        raise IngestError(
+            f"Modbus register type '{text[:30]}' is not holding, input, coil or discrete",
+            source=source,
+            row=row_no,
+            field="modbus_type",
+        )
+    return found
 
 
 def _word_order(text: str, source: str, row_no: int) -> str:

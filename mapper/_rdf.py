@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from rdflib import RDF, RDFS, XSD, Graph, Literal, URIRef
 
+from core.errors import InvalidBuildingId
 from mapper._records import (
     Address,
     BACnetAddress,
@@ -33,21 +34,56 @@ _REFERENCE_CLASS = {
 }
 
 
+#: A building id, matched in full. Every character it allows is unreserved in IRIs, so the
+#: id is written into its graph IRI as it is: two ids never share a graph, and the id reads
+#: back from the IRI (``building_id``). No '/': the graph's own sub-IRIs (``/point/…``,
+#: ``/provenance``, ``/index``) never look like another building.
+BUILDING_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+BUILDING_ID_RULE = (
+    "a building id is 1 to 64 characters, each a letter A-Z or a-z, a digit, '.', '_' or '-', "
+    "the first a letter or digit"
+)
+#: Graphs the platform names beside the buildings' own (``{base}topology``).
+RESERVED_BUILDING_IDS = frozenset({"topology"})
+
+
 def slug(text: str, limit: int = 48) -> str:
+    """A readable IRI segment for a name (lossy: used only beside a hash or inside a building)."""
     return _SLUG.sub("_", text).strip("_")[:limit] or "x"
 
 
+def check_building_id(building: str) -> str:
+    """``building`` if it is a valid building id, else :class:`InvalidBuildingId` in one line."""
+    if not isinstance(building, str) or BUILDING_ID.fullmatch(building) is None:
+        shown = repr(building[:80]) if isinstance(building, str) else type(building).__name__
+        raise InvalidBuildingId(f"invalid building id {shown}: {BUILDING_ID_RULE}")
+    if building in RESERVED_BUILDING_IDS:
+        raise InvalidBuildingId(f"building id '{building}' is reserved for the grid topology graph")
+    return building
+
+
 def building_iri(base: str, building: str) -> URIRef:
-    return URIRef(f"{base}{slug(building)}")
+    """The building's graph IRI: ``base`` followed by the id itself (one-to-one)."""
+    return URIRef(f"{base}{check_building_id(building)}")
+
+
+def building_id(base: str, iri: str) -> str | None:
+    """The id of the building whose graph IRI this is, or None if it is no building's."""
+    if not iri.startswith(base):
+        return None
+    candidate = iri[len(base) :]
+    if BUILDING_ID.fullmatch(candidate) is None or candidate in RESERVED_BUILDING_IDS:
+        return None
+    return candidate
 
 
 def point_iri(base: str, building: str, identity: str, name: str) -> URIRef:
     digest = hashlib.sha1(identity.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return URIRef(f"{base}{slug(building)}/point/{slug(name)}_{digest}")
+    return URIRef(f"{building_iri(base, building)}/point/{slug(name)}_{digest}")
 
 
 def equipment_iri(base: str, building: str, equipment: EquipmentRef) -> URIRef:
-    return URIRef(f"{base}{slug(building)}/equip/{slug(equipment.key())}")
+    return URIRef(f"{building_iri(base, building)}/equip/{slug(equipment.key())}")
 
 
 def point_identities(points: Sequence[RawPoint]) -> list[str]:

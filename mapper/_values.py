@@ -280,7 +280,7 @@ def parse_value(text: str) -> PresentValue:
     if number is not None:
         value, rest = number
         rest = rest.strip()
-        shown = f"{value:g}" if abs(value) < 1e15 else str(value)
+        shown = format(value, ".15g")  # 1 284 553,2 -> "1284553.2", never 1.28455e+06
         if not rest:
             return PresentValue(shown, "", status, "analog", priority)
         if _units().lookup(rest) is not None or (

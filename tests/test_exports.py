@@ -185,3 +185,46 @@ def test_cell_readers_never_raise(text: str) -> None:
     object_id(text)
     parse_writable(text)
     unescape_niagara(text)
+
+
+def test_an_integrator_list_with_a_type_column_and_bacnet_addresses(tmp_path: Path) -> None:
+    """Found by a user test: 'Adresse BACnet' holding 3100.AI1 is the object, not a network
+    address, and the device it names is kept although a Type column gives the type."""
+    path = tmp_path / "liste.csv"
+    path.write_text(
+        "Équipement;Point;Type;Unité;Adresse BACnet;Écriture\n"
+        "CH-1;CH-1 M/A;BO;-;3100.BO1;Oui\n"
+        "CH-1;CH-1 TEMP. DÉPART;AI;°C;3100.AI1;Non\n",
+        "utf-8",
+    )
+    report = ReadReport()
+    command, reading = read_points(path, report=report)
+    assert "object reference <- 'Adresse BACnet'" in report.lines()[0]
+    assert command.address is not None and command.address.identity() == "bacnet:3100:binary-output:1"
+    assert (command.unit, command.writable, command.equipment) == ("", True, "CH-1")
+    assert reading.address is not None and reading.address.identity() == "bacnet:3100:analog-input:1"
+
+
+def test_a_modbus_gateway_list_reads_register_types_writability_and_big_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "modbus.txt"
+    path.write_bytes(
+        "Nom du point\tRegistre Modbus\tType de registre\tUnité\tValeur\tL/E\n"
+        "CPT ÉNERGIE ACTIVE\t40003\tHolding\tkWh\t1 284 553,2\tL\n"
+        "CE-2 DÉLESTAGE\t40091\tCoil\t\t0\tL/E\n"
+        "UTA-1 P.S. GAINE\t40100\tInput Register\tpo.ce\t0,8\tL\n".encode("cp1252")
+    )
+    report = ReadReport()
+    energy, shed, static = read_points(path, report=report)
+    assert energy.present_value == "1284553.2" and energy.writable is False
+    assert shed.writable is True and shed.address is not None
+    assert (shed.address.register_type, shed.address.data_type) == ("coil", "bool")  # type: ignore[union-attr]
+    assert static.address.register_type == "input"  # type: ignore[union-attr]
+    assert static.unit == "po.ce"
+    assert any("unit id 1 is assumed" in note for note in report.lines())
+
+
+def test_a_broken_quote_is_refused_at_its_row_not_read_as_one_column(tmp_path: Path) -> None:
+    path = tmp_path / "broken.csv"
+    path.write_text('Nom;Type;Valeur\nUTA-1 TEMP;AI;1\n"UTA-1 ;AI;3\nUTA-1 CONS;AV;2\n', "utf-8")
+    with pytest.raises(IngestError, match="row 3"):
+        read_points(path)
