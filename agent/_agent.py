@@ -11,7 +11,7 @@ from typing import Any
 
 from agent._calibration import Calibration
 from agent._llm import LLMRefiner
-from agent._names import Knowledge, NameParser, ParsedName
+from agent._names import Knowledge, NameParser, ParsedName, _key, tokenize
 from agent._retrieval import ClassRetriever
 from agent._scoring import MEASURES, ClassScorer, Evidence, Scored, normalise_tag, object_type_key
 from core.errors import LabelingError
@@ -248,6 +248,14 @@ class LabelingAgent:
             progress(len(points) % 200)
         return out
 
+    def _named_equipment(self, text: str, reader: NameParser) -> EquipmentRef | None:
+        kinds = reader.knowledge.equipment
+        for token in tokenize(_clean(text)):
+            cls = kinds.get(_key(token))
+            if cls is not None:
+                return EquipmentRef(brick_class=cls, name=" ".join(text.split())[:64])
+        return None
+
     def _reader(self) -> NameParser:
         """The parser for the language of the point list being labeled."""
         parser = self._parsers.get(self.language)
@@ -278,6 +286,10 @@ class LabelingAgent:
             # equipment column or the object's path does (FC-2.VAV-1-A-1.ZN-T).
             around = reader.parse(_clean(point.equipment or point.reference))
             equipment, context = around.equipment, (*context, *around.context)
+            if equipment is None and point.equipment:
+                # An equipment column names it without a number (CPT-PRINC, CHAUFFERIE):
+                # the equipment is the column's, of the class its first known word says.
+                equipment = self._named_equipment(point.equipment, reader)
         evidence = self.scorer.evidence(
             tags,
             unit,
@@ -775,7 +787,9 @@ def _reason(
     if described:
         parts.append(f"description: {described}")
     if evidence.unit is not None:
-        parts.append(f"unit {point.unit} fits {', '.join(sorted(evidence.unit.quantity_names)[:2])}")
+        # The plainest quantities first: °C is a temperature before a dew point.
+        plainest = sorted(evidence.unit.quantity_names, key=lambda q: (len(q), q))[:2]
+        parts.append(f"unit {point.unit} fits {', '.join(q.replace('_', ' ') for q in plainest)}")
     if point.object_type:
         parts.append(f"object type {point.object_type}")
     if top.missing:

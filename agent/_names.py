@@ -368,6 +368,22 @@ def _without_numbering(tokens: list[str], numbering: frozenset[str]) -> list[str
     ]
 
 
+def _glued(text: str, tokens: list[str]) -> list[bool]:
+    """For each token, whether it follows the previous one with nothing between them in
+    the name (``03A``: yes; ``1 M``: no). Tokens the text does not spell as such count as
+    glued, as before this was told."""
+    out: list[bool] = []
+    pos = 0
+    for tok in tokens:
+        at = text.find(tok, pos)
+        if at < 0:
+            out.append(True)
+            continue
+        out.append(at == pos)
+        pos = at + len(tok)
+    return out
+
+
 def _span(keys: list[str], words: list[str]) -> tuple[int, int]:
     """Token positions of the signature's words (their last occurrence); all if not found."""
     n = len(words)
@@ -399,6 +415,7 @@ class NameParser:
         kb = self.knowledge
         tokens = _without_numbering(tokenize(name, self._keep), kb.numbering)
         keys = [_key(t) for t in tokens]
+        glued = _glued(_normalise(unescape(name[:_MAX_NAME])), tokens)
         tags: list[str] = []
         unknown: list[str] = []
         expansions: list[tuple[str, str]] = []
@@ -415,7 +432,7 @@ class NameParser:
         i = 0
         while i < len(keys):
             owner.extend([i - 1] * (len(tags) - len(owner)))
-            ident = self._identifier(keys, tokens, i)
+            ident = self._identifier(keys, tokens, i, glued)
             if ident is not None:
                 kind, cls, label, width = ident
                 if kind == "equipment":
@@ -498,7 +515,9 @@ class NameParser:
             return False
         return bool(kb.tokens.get(key)) or self._compose(key) is not None
 
-    def _identifier(self, keys: list[str], tokens: list[str], i: int) -> tuple[str, str, str, int] | None:
+    def _identifier(
+        self, keys: list[str], tokens: list[str], i: int, glued: list[bool]
+    ) -> tuple[str, str, str, int] | None:
         """Equipment or location prefix followed by a number: AHU-1, VAV 2-03, RM-4144."""
         kb = self.knowledge
         key = keys[i]
@@ -514,8 +533,15 @@ class NameParser:
             while j < len(keys) and _DIGITS.match(keys[j]) and len(numbers) < 3:
                 numbers.append(tokens[j])
                 j += 1
-            # A one-letter letter suffix (VAV-2-03A) belongs to the identifier.
-            if numbers and j < len(keys) and len(keys[j]) == 1 and keys[j] not in self.knowledge.tokens:
+            # A one-letter suffix glued to the number (VAV-2-03A) belongs to the identifier; a
+            # letter after a space is a word of its own (CH-1 M/A, UTA2 P.S.).
+            if (
+                numbers
+                and j < len(keys)
+                and len(keys[j]) == 1
+                and glued[j]
+                and keys[j] not in self.knowledge.tokens
+            ):
                 numbers.append(tokens[j])
                 j += 1
             if numbers:

@@ -43,6 +43,8 @@ _OBJECT_TYPE_KINDS: dict[str, dict[str, float]] = {
 }
 #: Whether an object type carries a modulating (analog) or a two-state (binary) signal.
 _SIGNAL = {"ai": "analog", "ao": "analog", "av": "analog", "bi": "binary", "bo": "binary", "bv": "binary"}
+#: Object types whose kind a word about the thing may tell (a value holds either).
+_AMBIGUOUS_TYPES = ("av", "bv", "msv")
 #: Kinds an object type rules out: an input is read from the field, never written (no
 #: setpoint or command), an output drives the field (no reading).
 _IMPOSSIBLE_KINDS: dict[str, frozenset[str]] = {
@@ -111,6 +113,10 @@ MEASURES = frozenset(
         "Irradiance", "Luminance",
     }
 )  # fmt: skip
+#: Words naming the equipment a point is about rather than what the point says of it.
+_SUBJECTS = frozenset(
+    {"Fan", "Pump", "Valve", "Damper", "Filter", "Coil", "Humidifier", "Boiler", "Chiller", "Motor"}
+)
 _CONTRADICTION = 3.0
 _UNMEASURED = 1.0
 #: What the present value an export shows says about the kind of point, when no BACnet
@@ -317,13 +323,17 @@ class ClassScorer:
             if {normalise_tag(t) for t in condition.split()} <= said:
                 weak.update(normalise_tag(t) for t in implied)
         costs = dict(_OBJECT_TYPE_KINDS[key]) if key else dict(_DEFAULT_KINDS)
-        if not key and not explicit:
+        if not explicit and key in (None, *_AMBIGUOUS_TYPES):
+            # What a point about this thing usually is, where neither a word nor the object
+            # type says (a value object holds commands and statuses alike).
             hinted = {self._kind_hints[t] for t in plain if t in self._kind_hints}
+            if key is not None:
+                hinted &= set(_OBJECT_TYPE_KINDS[key])  # only kinds the object type allows
             if "Sensor" in hinted:
                 hinted = {"Sensor"}
             for kind in hinted:
                 costs[kind] = min(costs.get(kind, 3.0), 0.1)
-            if hinted:
+            if hinted and key is None:
                 costs["Sensor"] = max(costs["Sensor"], 1.0)
         for kind in POINT_KINDS:
             costs.setdefault(kind, 3.0)
@@ -332,11 +342,12 @@ class ClassScorer:
                 costs[kind] = max(0.0, costs[kind] + cost)
         for kind, cost in _WRITABLE_COSTS.get(writable, {}).items() if writable is not None else ():
             costs[kind] = max(0.0, costs[kind] + cost)
-        if (
+        physical = bool(
             unit is not None
             and unit.quantity_kinds
             and not (unit.quantity_names <= {"Dimensionless", "DimensionlessRatio"})
-        ):
+        )
+        if physical:
             # A physical unit makes a status or alarm unlikely.
             costs["Status"] += 1.0
             costs["Alarm"] += 1.5
@@ -346,7 +357,8 @@ class ClassScorer:
             binary=value_kind == "binary",
             # A word saying the kind wins over the object type (a room sensor's setpoint
             # dial is wired as an analog input); the disagreement lowers the confidence.
-            impossible=frozenset() if explicit else _IMPOSSIBLE_KINDS.get(key or "", frozenset()),
+            impossible=(frozenset() if explicit else _IMPOSSIBLE_KINDS.get(key or "", frozenset()))
+            | (frozenset({"Status", "Alarm"}) if key in ("ai", "ao", "av") and physical else frozenset()),
             kind_conflict=bool(explicit and explicit in _IMPOSSIBLE_KINDS.get(key or "", frozenset())),
             unit_measures=frozenset(unit_tags) & MEASURES,
             tags=plain,
@@ -432,6 +444,9 @@ class ClassScorer:
             elif t in ev.faint_tags:
                 score += 0.5 * costs[t]
         score -= 0.6 * (evidence_weight - matched_weight)
+        # Between classes otherwise equal, the one that leaves out the equipment the point
+        # is about (Fan in "fan fault") says more than the one leaving out what it says.
+        score += 0.02 * sum(1 for t in ev.tags - p.tags if t in _SUBJECTS)
         measures = ev.tags & MEASURES
         if measures and not (p.tags & measures):
             # About another quantity: contradicts the name. About none (Fan_Status for a
