@@ -59,7 +59,10 @@ class MiniLMEmbedding:
             if self._st_model is None:
                 path = self._model_path or model_path()
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
 
+                # Its weight-loading bar would land in every CLI's stderr the first time.
+                transformers_logging.disable_progress_bar()
                 self._st_model = SentenceTransformer(path, device="cpu")
             return self._st_model
 

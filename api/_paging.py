@@ -319,6 +319,7 @@ def details_query(graph: str, iris: Sequence[str]) -> str:
                  (MIN(STR(?o)) AS ?otype) (MIN(STR(?c)) AS ?cls) (MIN(STR(?sg)) AS ?sugg)
                  (MIN(?cf) AS ?conf) (MIN(STR(?s0)) AS ?status) (MIN(STR(?r)) AS ?reason)
                  (MIN(STR(?eq)) AS ?equip) (GROUP_CONCAT(DISTINCT STR(?alt); separator="|") AS ?alts)
+                 (MIN(STR(?ao)) AS ?altorder)
         WHERE {{ GRAPH <{graph}> {{
           VALUES ?p {{ {values} }}
           ?p osed:rawName ?n .
@@ -326,6 +327,7 @@ def details_query(graph: str, iris: Sequence[str]) -> str:
           OPTIONAL {{ ?p osed:rawObjectType ?o }} OPTIONAL {{ ?p osed:suggestedClass ?sg }}
           OPTIONAL {{ ?p osed:confidence ?cf }} OPTIONAL {{ ?p osed:reviewStatus ?s0 }}
           OPTIONAL {{ ?p osed:suggestionReason ?r }} OPTIONAL {{ ?p osed:alternativeClass ?alt }}
+          OPTIONAL {{ ?p osed:alternativeOrder ?ao }}
           OPTIONAL {{ ?p a ?c . FILTER(STRSTARTS(STR(?c), STR(brick:)) && ?c != brick:Point) }}
           OPTIONAL {{ ?p brick:isPointOf ?e . ?e rdfs:label ?eq }}
         }} }} GROUP BY ?p"""
@@ -334,6 +336,7 @@ def details_query(graph: str, iris: Sequence[str]) -> str:
 
 def row(r: Mapping[str, object]) -> PointRow:
     alts = str(r.get("alts") or "")
+    ranked = str(r.get("altorder") or "").split()
     return PointRow(
         iri=str(r["p"]),
         name=str(r["name"]),
@@ -345,7 +348,7 @@ def row(r: Mapping[str, object]) -> PointRow:
         confidence=float(str(r["conf"])) if r.get("conf") is not None else None,
         status=_text(r, "status") or "suggested",
         reason=_text(r, "reason"),
-        alternatives=[a.rsplit("#", 1)[-1] for a in alts.split("|") if a],
+        alternatives=ranked or sorted(a.rsplit("#", 1)[-1] for a in alts.split("|") if a),
         equipment=_text(r, "equip"),
     )
 

@@ -172,11 +172,16 @@ def label(
         platform.settings.agent.abbreviation_files = list(abbreviations)
     if threshold is not None:
         platform.settings.agent.abstain_below = threshold
+    try:
+        # Before the work, not after it: a path that cannot be written is said at once.
+        out = predictions.open("w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise OsedError(f"cannot write the predictions to {predictions}: {exc.strerror}") from exc
     raw = _read_source(points, fmt, sheet, columns, skip_bad_rows)
     learned = read_examples(examples) if examples else []
     with _progress(len(raw), "labeling") as tick:
         labeled = platform.label(raw, learned, progress=tick)
-    with predictions.open("w", newline="", encoding="utf-8") as fh:
+    with out as fh:
         writer = csv.writer(fh)
         writer.writerow(["name", "brick_class", "confidence", "alternatives", "reason", "equipment"])
         for p in labeled:
@@ -202,6 +207,8 @@ def label(
         report = platform.ontology.validator.validate(model)
         model.serialize(destination=str(model_out), format="turtle")
         click.echo(f"model: {len(model)} triples, {report.summary()} -> {model_out}", err=True)
+        if not report.conforms:
+            click.echo("\n".join(report.to_text().splitlines()[1:12]), err=True)
 
 
 def _is_osed_model(path: Path) -> bool:
@@ -360,8 +367,10 @@ def validate(model: Path) -> None:
     settings = _settings()
     try:
         graph = Graph().parse(model, format="turtle")
-    except (SyntaxError, ValueError) as exc:
-        raise OsedError(f"{model}: not valid Turtle: {exc}") from exc
+    except (SyntaxError, ValueError, AssertionError, IndexError, KeyError, UnicodeError) as exc:
+        # rdflib's messages span lines and quote the input's bytes: the gist, on one line.
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise OsedError(f"{model}: not valid Turtle: {first[:160]}") from exc
     ontology = Ontology.load(settings.cache_dir)
     report = ontology.validator.validate(graph)
     click.echo(report.to_text())

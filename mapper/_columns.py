@@ -337,8 +337,7 @@ def plan_columns(
     for canonical, file_header in (column_map or {}).items():
         if canonical not in FIELDS:
             raise IngestError(
-                f"--columns names the field '{canonical}', which is not one of: "
-                + ", ".join(f for f in FIELDS if not f.startswith(("modbus", "mqtt", "edgex", "ha_"))),
+                f"--columns names the field '{canonical}', which is not one of: " + ", ".join(FIELDS),
                 source=source,
             )
         if fold_header(file_header) not in folded:

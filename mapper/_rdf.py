@@ -186,6 +186,9 @@ def _add_point(g: Graph, ontology: Ontology, iri: URIRef, labeled: LabeledPoint,
         g.add((iri, OSED.suggestedClass, BRICK[suggestion.brick_class]))
     for alt in suggestion.alternatives:
         g.add((iri, OSED.alternativeClass, BRICK[alt]))
+    if suggestion.alternatives:
+        # A set of triples has no order: the runner-up first, as the agent ranked them.
+        g.add((iri, OSED.alternativeOrder, Literal(" ".join(suggestion.alternatives))))
     if suggestion.reason:
         g.add((iri, OSED.suggestionReason, Literal(suggestion.reason)))
     g.add((iri, OSED.suggestionSource, Literal(suggestion.source)))

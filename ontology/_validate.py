@@ -68,11 +68,21 @@ class ValidationReport:
         )
 
     def to_text(self) -> str:
+        """Violations one by one first; then warnings and infos, one line per message with
+        how many nodes it concerns (a 223P advice repeated on every setpoint would bury the
+        violations otherwise)."""
         lines = [self.summary()]
-        for r in self.results:
+        for r in self.violations:
             where = r.point or r.focus
             path = f" [{r.path}]" if r.path else ""
-            lines.append(f"  {r.severity}: {where}{path}: {r.message}")
+            lines.append(f"  violation: {where}{path}: {r.message}")
+        others: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for r in self.results:
+            if r.severity != "violation":
+                others[(r.severity, r.message)].append(r.point or r.focus)
+        for (severity, message), nodes in sorted(others.items(), key=lambda kv: -len(kv[1])):
+            more = f" (and {len(nodes) - 1} more)" if len(nodes) > 1 else ""
+            lines.append(f"  {severity}: {nodes[0]}{more}: {message}")
         return "\n".join(lines)
 
 
