@@ -38,14 +38,19 @@ def seeds(ontology: Ontology) -> dict[str, tuple[str, bytes]]:
     model = build_model("b", [LabeledPoint(p, Suggestion(None, 0.1)) for p in small], ontology)
     return {
         "csv": ("points.csv", (FIXTURES / "small_building.csv").read_bytes()),
-        "vendor-csv": ("export.csv", (EXPORTS / "delta_enteliweb_cegep_pavillon-b.csv").read_bytes()),
-        "niagara": ("niagara.csv", (EXPORTS / "niagara_export_complexe_sportif_st-romuald.csv").read_bytes()),
+        "vendor-csv": ("export.csv", _head(EXPORTS / "delta_enteliweb_cegep_pavillon-b.csv")),
+        "niagara": ("niagara.csv", _head(EXPORTS / "niagara_export_complexe_sportif_st-romuald.csv")),
         "xlsx": ("points.xlsx", (FIXTURES / "rtu.xlsx").read_bytes()),
         "ede": ("site.ede.csv", (FIXTURES / "site.ede.csv").read_bytes()),
         "haystack-json": ("site.json", (FIXTURES / "site.haystack.json").read_bytes()),
         "zinc": ("points.zinc", (FIXTURES / "points.zinc").read_bytes()),
         "turtle": ("model.ttl", model.serialize(format="turtle").encode("utf-8")),
     }
+
+
+def _head(path: Path, lines: int = 40) -> bytes:
+    """The first lines of a long export: every kind of cell it has, at a tenth of the cost."""
+    return b"".join(path.read_bytes().splitlines(keepends=True)[:lines])
 
 
 def mutate(data: bytes, rng: random.Random) -> bytes:
