@@ -5,7 +5,7 @@ The CLI and the HTTP API both call this; neither has a path of its own to the st
 
 from __future__ import annotations
 
-import re
+import logging
 import threading
 import uuid
 from collections import defaultdict
@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import Any
 from typing import Literal as TypeLiteral
+from urllib.parse import quote
 
 from pydantic import BaseModel
 from rdflib import RDF, RDFS, Graph, Literal, URIRef
@@ -31,7 +33,7 @@ from agent import (
 from api import _paging
 from api._paging import PointFilter, PointRow
 from api.settings import Settings
-from core.errors import GraphStoreError, OsedError
+from core.errors import GraphStoreError, InvalidBuildingId, OsedError
 from edge import SafetyLayer, safety_layer
 from graphstore import GraphStore, open_store
 from mapper import (
@@ -39,14 +41,16 @@ from mapper import (
     RawPoint,
     ReviewStatus,
     build_model,
+    building_id,
     building_iri,
+    check_building_id,
     point_identities,
     read_points_graph,
     slug,
 )
 from ontology import BRICK, BRICK_VERSION, OSED, PROV, Ontology, ValidationReport, sparql_prefixes
 
-_BUILDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+log = logging.getLogger("osed.service")
 Progress = Callable[[int], None]
 _HUMAN_STATUSES: dict[str, ReviewStatus] = {
     "confirmed": "confirmed",
@@ -128,12 +132,6 @@ class ImportResult:
         }
 
 
-def check_building_id(building: str) -> str:
-    if not _BUILDING_ID.match(building):
-        raise OsedError(f"invalid building id '{building[:80]}': use 1-64 letters, digits, '.', '_' or '-'")
-    return building
-
-
 class Platform:
     """Settings, ontology, store and agent, built once and passed to whoever needs them."""
 
@@ -157,6 +155,7 @@ class Platform:
     def store(self) -> GraphStore:
         if self._store is None:
             self._store = open_store(self.settings.store, self.settings.store_path())
+        _move_truncated_buildings(self._store, self.settings.base_iri)
         return self._store
 
     @cached_property
@@ -281,15 +280,21 @@ class Platform:
             } GROUP BY ?id ?label ?g ORDER BY ?id""",
             limit=100_000,
         )
-        return [
-            {
-                "id": str(r["id"]),
-                "label": str(r.get("label", r["id"])),
-                "graph": str(r["g"]),
-                "points": int(str(r["points"])),
-            }
-            for r in result.rows
-        ]
+        out = []
+        for r in result.rows:
+            # The id is the one its graph IRI carries (a model loaded under another id may
+            # name its old one); a graph that is no building's IRI is not listed.
+            found = building_id(self.settings.base_iri, str(r["g"]))
+            if found is not None:
+                out.append(
+                    {
+                        "id": found,
+                        "label": str(r.get("label", r["id"])),
+                        "graph": str(r["g"]),
+                        "points": int(str(r["points"])),
+                    }
+                )
+        return sorted(out, key=lambda b: str(b["id"]))
 
     def require_building(self, building: str) -> str:
         check_building_id(building)
@@ -468,7 +473,13 @@ class Platform:
             prov, who = self._prov_for(building, user)
             batches: dict[str, list[URIRef]] = defaultdict(list)
             when: dict[str, str] = {}
-            for act in prov.subjects(PROV.wasAssociatedWith, who):
+            agents = [who]
+            # Decisions recorded when agent IRIs were slugged (`a@b` and `a_b` were one
+            # agent): still the user's if that agent names no one else.
+            legacy = URIRef(f"urn:osed:user:{slug(user)}")
+            if legacy != who and set(prov.objects(legacy, RDFS.label)) == {Literal(user)}:
+                agents.append(legacy)
+            for act in (a for agent in agents for a in prov.subjects(PROV.wasAssociatedWith, agent)):
                 batch = prov.value(act, OSED.batch)
                 if (
                     batch is None
@@ -512,7 +523,7 @@ class Platform:
 
     def _prov_for(self, building: str, user: str) -> tuple[Graph, URIRef]:
         prov = self.store.get_graph(self.provenance_iri(building))
-        who = URIRef(f"urn:osed:user:{slug(user)}")
+        who = _agent_iri(user)
         prov.add((who, RDF.type, PROV.Agent))
         prov.add((who, RDFS.label, Literal(user)))
         return prov, who
@@ -649,6 +660,52 @@ class Platform:
     ) -> _paging.Filters:
         cls = self.ontology.index.canonical(where.brick_class.strip()) if where.brick_class else None
         return _paging.filter_parts(iri, where, cls, iris)
+
+
+def _agent_iri(user: str) -> URIRef:
+    """The provenance agent of a caller: the name percent-encoded, so two callers (``a@b``
+    and ``a_b``, a user and ``token:…``) are never one agent."""
+    return URIRef("urn:osed:user:" + quote(user, safe="@"))
+
+
+def _move_truncated_buildings(store: GraphStore, base: str) -> None:
+    """Move buildings stored when ids were slugged into their IRIs (cut to 48 characters,
+    trailing '_' dropped, so two ids could share a graph) to the IRI of their whole id, with
+    their provenance; the point index is rebuilt on first read."""
+    found = store.query(
+        sparql_prefixes() + "SELECT ?g ?id WHERE { GRAPH ?g { ?b a osed:Building ; osed:buildingId ?id } }",
+        limit=1_000_000,
+    ).rows
+    for r in found:
+        old, building = str(r["g"]), str(r["id"])
+        try:
+            new = str(building_iri(base, building))
+        except InvalidBuildingId:
+            continue
+        if old == new or old != f"{base}{slug(building)}":
+            continue
+        if not store.has_graph(new):
+            moved = {
+                target: _rebased(store.get_graph(source), old, new)
+                for source, target in ((old, new), (f"{old}/provenance", f"{new}/provenance"))
+            }
+            store.replace_graphs({iri: g for iri, g in moved.items() if len(g)})
+        for gone in (old, f"{old}/provenance", f"{old}/index"):
+            store.drop_graph(gone)
+        log.warning("building '%s' moved from <%s> to <%s> (its whole id)", building, old, new)
+
+
+def _rebased(graph: Graph, old: str, new: str) -> Graph:
+    """``graph`` with every IRI at or below ``old`` moved below ``new``."""
+
+    def term(t: Any) -> Any:
+        if isinstance(t, URIRef) and (t == old or t.startswith(old + "/")):
+            return URIRef(new + t[len(old) :])
+        return t
+
+    out = Graph()
+    out.addN((term(s), term(p), term(o), out) for s, p, o in graph)
+    return out
 
 
 def _decisions_in(graph: Graph) -> dict[str, tuple[str, str | None]]:

@@ -6,6 +6,7 @@ Kept deliberately tiny: anything here is a dependency of every other package.
 from core.errors import (
     GraphStoreError,
     IngestError,
+    InvalidBuildingId,
     LabelingError,
     OntologyError,
     OsedError,
@@ -17,6 +18,7 @@ from core.errors import (
 __all__ = [
     "GraphStoreError",
     "IngestError",
+    "InvalidBuildingId",
     "LabelingError",
     "OntologyError",
     "OsedError",

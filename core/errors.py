@@ -40,6 +40,10 @@ class IngestError(OsedError):
         super().__init__(f"{': '.join([', '.join(where), message]) if where else message}")
 
 
+class InvalidBuildingId(OsedError):
+    """A building id outside the grammar that maps ids one-to-one to graph IRIs."""
+
+
 class LabelingError(OsedError):
     """The labeling agent could not run (bad examples file, unknown class...)."""
 

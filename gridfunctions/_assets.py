@@ -8,13 +8,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from rdflib import RDF, RDFS, Graph, Literal, URIRef
 from rdflib.namespace import XSD
 
-from core.errors import IngestError, OsedError
+from core.errors import IngestError, InvalidBuildingId, OsedError
 from graphstore import GraphStore
-from mapper import building_iri, decode_text
+from mapper import building_iri, check_building_id, decode_text
 from ontology import BRICK, OSED, ClassIndex, sparql_prefixes
 
 
@@ -262,6 +263,11 @@ def topology_graph(
             )
         if parent and parent not in kinds:
             raise IngestError(f"parent '{parent}' is not listed", source=name, row=n, field="parent")
+        if kind == "building":
+            try:
+                check_building_id(node_id)
+            except InvalidBuildingId as exc:
+                raise IngestError(str(exc), source=name, row=n, field="id") from None
         node = _node(base_iri, kind, node_id)
         if kind == "feeder":
             g.add((node, RDF.type, OSED.Feeder))
@@ -286,7 +292,8 @@ def topology_graph(
 def _node(base: str, kind: str, node_id: str) -> URIRef:
     if kind == "building":
         return building_iri(base, node_id)
-    return URIRef(f"{base}topology/{kind}/{node_id}")
+    # Percent-encoded, so distinct ids stay distinct IRIs whatever they hold.
+    return URIRef(f"{base}topology/{kind}/{quote(node_id, safe='')}")
 
 
 def read_topology(store: GraphStore, base_iri: str = "urn:osed:") -> Topology:
