@@ -27,10 +27,9 @@ from typing import Literal as TypeLiteral
 from pydantic import BaseModel, Field
 from rdflib import RDF, RDFS, Graph, Literal, URIRef
 
-from ontology import BRICK, OSED, sparql_prefixes
+from ontology import BRICK, OSED, is_sparql_iri, sparql_prefixes, sparql_string
 
 SORTS = ("name", "confidence", "status", "class", "equipment")
-_NOT_IN_IRI = re.compile(r'[\s<>"{}|\\^`]')
 
 
 class PointRow(BaseModel):
@@ -62,7 +61,7 @@ class PointFilter(BaseModel):
 
 def safe_iris(iris: Sequence[str]) -> list[str]:
     """The IRIs that can be written between ``<>`` in a query (others match no point)."""
-    return [i for i in iris if not _NOT_IN_IRI.search(i)]
+    return [i for i in iris if is_sparql_iri(i)]
 
 
 @dataclass(frozen=True)
@@ -217,12 +216,12 @@ def filter_parts(
         model.append(f"GRAPH <{graph}> {{ ?p a <{BRICK[_iri_safe(brick_class)]}> }}")
     if where.equipment:
         model.append(
-            f'GRAPH <{graph}> {{ ?p brick:isPointOf ?fe . ?fe rdfs:label "{_escape(where.equipment)}" }}'
+            f"GRAPH <{graph}> {{ ?p brick:isPointOf ?fe . ?fe rdfs:label {sparql_string(where.equipment)} }}"
         )
     if where.q:
-        text = _escape(where.q.lower())
+        text = sparql_string(where.q.lower())
         found = [
-            f'{{ GRAPH <{graph}> {{ ?p osed:{prop} ?ft }} FILTER(CONTAINS(LCASE(STR(?ft)), "{text}")) }}'
+            f"{{ GRAPH <{graph}> {{ ?p osed:{prop} ?ft }} FILTER(CONTAINS(LCASE(STR(?ft)), {text})) }}"
             for prop in ("rawName", "rawDescription")
         ]
         model.append(" UNION ".join(found))
@@ -367,7 +366,3 @@ def _text(r: Mapping[str, object], key: str) -> str | None:
 
 def _iri_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "", name)[:200]
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")[:200]

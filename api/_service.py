@@ -48,7 +48,16 @@ from mapper import (
     read_points_graph,
     slug,
 )
-from ontology import BRICK, BRICK_VERSION, OSED, PROV, Ontology, ValidationReport, sparql_prefixes
+from ontology import (
+    BRICK,
+    BRICK_VERSION,
+    OSED,
+    PROV,
+    Ontology,
+    ValidationReport,
+    sparql_iri,
+    sparql_prefixes,
+)
 
 log = logging.getLogger("osed.service")
 Progress = Callable[[int], None]
@@ -570,11 +579,11 @@ class Platform:
     def history(self, building: str, point: str) -> list[dict[str, str]]:
         """Every decision recorded for one point, oldest first."""
         self.require_building(building)
-        prov = self.provenance_iri(building)
+        prov = sparql_iri(self.provenance_iri(building))
         result = self.store.query(
             sparql_prefixes()
-            + f"""SELECT ?when ?who ?action ?cls ?prev WHERE {{ GRAPH <{prov}> {{
-                ?a osed:point <{point}> ; osed:action ?action ; prov:endedAtTime ?when ;
+            + f"""SELECT ?when ?who ?action ?cls ?prev WHERE {{ GRAPH {prov} {{
+                ?a osed:point {sparql_iri(point)} ; osed:action ?action ; prov:endedAtTime ?when ;
                    prov:wasAssociatedWith ?u . ?u rdfs:label ?who .
                 OPTIONAL {{ ?a osed:decidedClass ?cls }} OPTIONAL {{ ?a osed:previousClass ?prev }}
             }} }} ORDER BY ?when""",

@@ -25,7 +25,10 @@ from ontology.namespaces import (
     S223,
     TAG,
     UNIT,
+    is_sparql_iri,
+    sparql_iri,
     sparql_prefixes,
+    sparql_string,
 )
 
 
@@ -67,7 +70,10 @@ __all__ = [
     "ValidationReport",
     "ValidationResult",
     "Validator",
+    "is_sparql_iri",
     "normalise_unit_text",
     "qk_local",
+    "sparql_iri",
     "sparql_prefixes",
+    "sparql_string",
 ]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from rdflib import Namespace
+
+from core.errors import QueryError
 
 BRICK = Namespace("https://brickschema.org/schema/Brick#")
 TAG = Namespace("https://brickschema.org/schema/BrickTag#")
@@ -38,3 +42,27 @@ PREFIXES: dict[str, str] = {
 def sparql_prefixes() -> str:
     """The PREFIX lines for every namespace above, for queries built in code."""
     return "\n".join(f"PREFIX {p}: <{iri}>" for p, iri in PREFIXES.items())
+
+
+#: An absolute IRI as SPARQL writes it between '<' and '>' (IRIREF): a scheme, then none of
+#: the characters that would end the IRI or start query text (controls, space, <>"{}|^`\).
+_SPARQL_IRI = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*:[^\x00-\x20<>"{}|^`\\]*')
+
+
+def is_sparql_iri(value: str) -> bool:
+    return _SPARQL_IRI.fullmatch(value) is not None
+
+
+def sparql_iri(value: str) -> str:
+    """``<value>``, to place a caller's IRI in a query; :class:`QueryError` if ``value`` is
+    not an absolute IRI (nothing it holds can end the IRI and become query text)."""
+    if not is_sparql_iri(value):
+        raise QueryError(f"not an absolute IRI: {value[:200]!r}")
+    return f"<{value}>"
+
+
+def sparql_string(text: str) -> str:
+    """A SPARQL string literal whose value is exactly ``text``: every character that could
+    end it (quote, backslash, line breaks) escaped."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
