@@ -40,9 +40,13 @@ class StoreSettings(BaseModel):
     #: Query timeout and result limit applied to every query, in seconds and rows.
     query_timeout_s: float = Field(default=10.0, gt=0)
     result_limit: int = Field(default=10_000, gt=0)
-    #: Embedded store: worker threads for queries (a timed-out query keeps its worker
-    #: until its current evaluation step ends).
+    #: Embedded store: worker processes for queries from outside the platform (the SPARQL
+    #: endpoint, ``osed query``), each killed at its query's timeout; a query waits for a
+    #: free one until its timeout.
     query_workers: int = Field(default=4, ge=1)
+    #: Address space a query worker may use, in MB (0: no limit): a query that needs more
+    #: fails instead of exhausting the machine's memory.
+    query_memory_mb: int = Field(default=4096, ge=0)
     http_timeout_s: float = Field(default=30.0, gt=0)
 
 
@@ -87,10 +91,16 @@ class GraphStore(ABC):
 
     settings: StoreSettings
 
+    #: Whether every write to the store goes through this object, so ``version`` sees all
+    #: of them (the embedded store, which one process opens at a time); a remote store is
+    #: shared with other clients.
+    exclusive: bool = False
+
     def __init__(self) -> None:
         self._versions_lock = threading.Lock()
         self._updates = 0
         self._writes: dict[str, int] = {}
+        self._generation = 0
 
     def version(self, graph_iri: str) -> tuple[int, int]:
         """Changes whenever this object writes the named graph or runs an update (which may
@@ -99,9 +109,15 @@ class GraphStore(ABC):
         with self._versions_lock:
             return self._updates, self._writes.get(graph_iri, 0)
 
+    def generation(self) -> int:
+        """Counts every write this object made, to any graph."""
+        with self._versions_lock:
+            return self._generation
+
     def _wrote(self, graph_iris: Iterable[str] | None) -> None:
         """Record a write to these graphs (None: an update, any graph)."""
         with self._versions_lock:
+            self._generation += 1
             if graph_iris is None:
                 self._updates += 1
             else:
@@ -113,8 +129,10 @@ class GraphStore(ABC):
         return self.replace_graphs({graph_iri: data})
 
     @abstractmethod
-    def replace_graphs(self, graphs: dict[str, Graph]) -> int:
-        """Replace several named graphs in one transaction: all of them or none."""
+    def replace_graphs(self, graphs: dict[str, Graph], add: dict[str, Graph] | None = None) -> int:
+        """Replace several named graphs, and add the triples of ``add`` to theirs, in one
+        transaction: all of it or none, also across a crash, and no reader ever sees a
+        part. Returns the number of triples of ``graphs``."""
 
     @abstractmethod
     def get_graph(self, graph_iri: str) -> Graph:
@@ -134,8 +152,17 @@ class GraphStore(ABC):
 
     @abstractmethod
     def query(self, sparql: str, *, timeout_s: float | None = None, limit: int | None = None) -> QueryResult:
-        """Run a read-only query. Raises QueryError (malformed, or an update) or
-        QueryTimeoutError."""
+        """Run a read-only query the platform wrote (its cost bounded by the data it reads).
+        Raises QueryError (malformed, or an update) or QueryTimeoutError. Queries from
+        outside go through :meth:`user_query`."""
+
+    def user_query(
+        self, sparql: str, *, timeout_s: float | None = None, limit: int | None = None
+    ) -> QueryResult:
+        """Run a read-only query the platform did not write (the SPARQL endpoint, ``osed
+        query``): it may cost anything, so its timeout must stop the work itself, not only
+        the wait for it. A backend whose ``query`` already does that needs no more."""
+        return self.query(sparql, timeout_s=timeout_s, limit=limit)
 
     @abstractmethod
     def update(self, sparql: str) -> None:

@@ -30,16 +30,17 @@ class RemoteSparqlStore(GraphStore):
         self._gsp_url = settings.gsp_url
 
     # -- writes -----------------------------------------------------------------------
-    def replace_graphs(self, graphs: dict[str, Graph]) -> int:
+    def replace_graphs(self, graphs: dict[str, Graph], add: dict[str, Graph] | None = None) -> int:
         payloads = {g: to_ntriples(data, g) for g, data in graphs.items()}
+        additions = {g: to_ntriples(data, g) for g, data in (add or {}).items()}
         try:
-            self._replace(payloads)
+            self._replace(payloads, additions)
         finally:
-            self._wrote(graphs)
+            self._wrote([*graphs, *additions])
         return sum(len(data) for data in graphs.values())
 
-    def _replace(self, payloads: dict[str, bytes]) -> None:
-        if self._gsp_url and len(payloads) == 1:
+    def _replace(self, payloads: dict[str, bytes], additions: dict[str, bytes]) -> None:
+        if self._gsp_url and len(payloads) == 1 and not additions:
             # Graph Store Protocol PUT replaces one graph in one request.
             ((graph_iri, payload),) = payloads.items()
             self._send(
@@ -50,10 +51,12 @@ class RemoteSparqlStore(GraphStore):
                 headers={"Content-Type": _NT},
             )
         else:
-            # Several graphs: one SPARQL update request, which the server applies atomically.
+            # Several graphs or additions: one SPARQL update request, applied atomically.
             parts = []
             for graph_iri, payload in payloads.items():
                 parts.append(f"DROP SILENT GRAPH <{graph_iri}>")
+                parts.append(f"INSERT DATA {{ GRAPH <{graph_iri}> {{\n{payload.decode('utf-8')}\n}} }}")
+            for graph_iri, payload in additions.items():
                 parts.append(f"INSERT DATA {{ GRAPH <{graph_iri}> {{\n{payload.decode('utf-8')}\n}} }}")
             self._post_update(" ;\n".join(parts))
 
