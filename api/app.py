@@ -7,9 +7,9 @@ a thread pool), so no blocking call sits inside ``async def``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import html
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from api import _openadr, _review
 from api._jobs import Job, JobManager
+from api._security import SecurityHeaders, redoc_page, swagger_page
 from api._service import (
     BuildingNotFound,
     Decision,
@@ -35,7 +36,8 @@ from api._service import (
     check_building_id,
 )
 from api._sparql import JSONLD, TURTLE, negotiate, serialize
-from api._users import Sessions, UserStore
+from api._throttle import LoginThrottle, ThrottlePolicy
+from api._users import ApiTokens, Sessions, TokenStore, UserStore
 from api.settings import Role, Settings
 from core.errors import (
     EdgeError,
@@ -51,6 +53,7 @@ from graphstore import is_update
 if TYPE_CHECKING:
     from edge.openadr.vtn import Vtn
 from mapper import (
+    BUILDING_ID_RULE,
     ReadReport,
     discover_bacnet,
     discover_edgex,
@@ -64,7 +67,7 @@ _RANK: dict[str, int] = {"viewer": 0, "reviewer": 1, "operator": 2, "admin": 3}
 
 
 class BuildingIn(BaseModel):
-    id: str = Field(description="1-64 letters, digits, '.', '_' or '-'", examples=["hq"])
+    id: str = Field(description=BUILDING_ID_RULE, examples=["hq"])
     label: str | None = Field(default=None, examples=["Headquarters"])
 
 
@@ -203,6 +206,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
 
     app = FastAPI(
         lifespan=lifespan,
+        docs_url=None,  # served below, under a policy of their own
+        redoc_url=None,
         title="OSED Semantic",
         version="0.1.0",
         description="Brick + ASHRAE 223P building models for grid functions: ingest, label, "
@@ -211,8 +216,23 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
     app.state.platform = platform
     app.state.jobs = jobs
 
+    app.add_middleware(SecurityHeaders)
+
     users = UserStore(settings.users_path())
-    sessions = Sessions(settings.api.session_hours * 3600)
+    sessions = Sessions(users, settings.api.session_hours * 3600)
+    tokens = ApiTokens(settings.api.tokens, TokenStore(settings.tokens_path()))
+    conf = settings.api
+    throttle = LoginThrottle(
+        ThrottlePolicy(
+            free_failures=conf.login_free_failures,
+            first_delay_s=conf.login_first_delay_s,
+            max_delay_s=conf.login_max_delay_s,
+            lock_after=conf.login_lock_after,
+            lock_s=conf.login_lock_minutes * 60,
+        )
+    )
+    app.state.sessions = sessions
+    app.state.login_throttle = throttle
 
     def caller(request: Request) -> tuple[str, Role]:
         """Who is asking and with which role: a signed-in user, an API token, or (in
@@ -223,11 +243,10 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
             session = sessions.get(token)
             if session is not None:
                 return session.user, session.role  # type: ignore[return-value]
-            role = settings.api.tokens.get(token)
-            if role is None:
+            found = tokens.identify(token)
+            if found is None:
                 raise HTTPException(401, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
-            digest = hashlib.sha256(token.encode("utf-8")).hexdigest()[:10]
-            return f"token:{digest}", role
+            return found  # type: ignore[return-value]
         if settings.api.anonymous_role:
             return "anonymous (development)", settings.api.anonymous_role
         raise HTTPException(401, "sign in or send a bearer token", headers={"WWW-Authenticate": "Bearer"})
@@ -307,8 +326,8 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
             for b in platform.buildings()
         )
         return (
-            "<!doctype html><html><head><meta charset='utf-8'><title>OSED Semantic</title></head>"
-            "<body style='font-family:sans-serif;max-width:50em;margin:2em auto'>"
+            "<!doctype html><html><head><meta charset='utf-8'><title>OSED Semantic</title>"
+            "<link rel='stylesheet' href='/ui/home.css'></head><body>"
             "<h1>OSED Semantic</h1><p>Brick 1.5 + ASHRAE 223P building models.</p>"
             f"<h2>Buildings</h2><ul>{rows or '<li>none yet</li>'}</ul>"
             "<p><a href='/ui'>Review page</a> · <a href='/docs'>REST API (OpenAPI)</a> · "
@@ -323,19 +342,43 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
         return FileResponse(static / "review.html", media_type="text/html; charset=utf-8")
 
     @app.get("/ui/{asset}", include_in_schema=False)
-    def review_asset(asset: Literal["review.js", "review.css"]) -> FileResponse:
+    def review_asset(asset: Literal["review.js", "review.css", "home.css"]) -> FileResponse:
         media = "text/javascript" if asset.endswith(".js") else "text/css"
         return FileResponse(static / asset, media_type=f"{media}; charset=utf-8")
 
+    @app.get("/docs", include_in_schema=False)
+    def docs_page() -> HTMLResponse:
+        return swagger_page(app.openapi_url or "/openapi.json", app.title)
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return redoc_page(app.openapi_url or "/openapi.json", app.title)
+
     # -- sign-in --------------------------------------------------------------------------
-    @app.post("/auth/login", response_model=LoginOut, tags=["auth"])
-    def login(body: LoginIn) -> LoginOut:
+    @app.post(
+        "/auth/login",
+        response_model=LoginOut,
+        tags=["auth"],
+        responses={429: {"description": "too many failed sign-ins: wait Retry-After seconds"}},
+    )
+    def login(body: LoginIn, request: Request) -> LoginOut:
         """Sign in with a user of the built-in store (``osed user add``); the token it
-        returns is a bearer token for every other call."""
-        role = users.check(body.username, body.password)
-        if role is None:
+        returns is a bearer token for every other call. Failed sign-ins are throttled per
+        user name and per client address (429 with ``Retry-After``, then a lock)."""
+        keys = throttle.keys(body.username, request.client.host if request.client else "")
+        wait = throttle.begin(keys)
+        if wait > 0:
+            seconds = str(math.ceil(wait))
+            raise HTTPException(
+                429, f"too many failed sign-ins: try again in {seconds} s", headers={"Retry-After": seconds}
+            )
+        found = users.authenticate(body.username, body.password)
+        if found is None:
+            throttle.failed(keys)
             raise HTTPException(401, "wrong user name or password")
-        return LoginOut(token=sessions.open(body.username, role), user=body.username, role=role)
+        throttle.succeeded(keys, reset=keys[:1])
+        role, stamp = found
+        return LoginOut(token=sessions.open(body.username, role, stamp), user=body.username, role=role)
 
     @app.post("/auth/logout", status_code=204, tags=["auth"])
     def logout(request: Request) -> Response:

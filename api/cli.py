@@ -587,12 +587,67 @@ def user_list() -> None:
 @user.command(name="remove")
 @click.argument("name")
 def user_remove(name: str) -> None:
-    """Remove a user (signed-in sessions end when the server restarts)."""
+    """Remove a user; a running server ends their sessions at their next request."""
     from api._users import UserStore
 
     if not UserStore(_settings().users_path()).remove(name):
         raise OsedError(f"no user '{name}'")
     click.echo(f"user '{name}' removed")
+
+
+@main.group()
+def token() -> None:
+    """API tokens for scripts, kept as SHA-256 hashes (default <data_dir>/tokens.json)."""
+
+
+@token.command(name="add")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "reviewer", "operator", "admin"]),
+    default="viewer",
+    show_default=True,
+)
+def token_add(name: str, role: str) -> None:
+    """Make a new random token NAME (replacing its old one); it is printed once, only its
+    hash is kept. Calls made with it are recorded as token:NAME."""
+    from api._users import TokenStore
+
+    settings = _settings()
+    secret = TokenStore(settings.tokens_path()).add(name, role)
+    click.echo(secret)
+    click.echo(f"token '{name}' ({role}) saved as a hash in {settings.tokens_path()}", err=True)
+
+
+@token.command(name="list")
+def token_list() -> None:
+    """List tokens (names and roles; the tokens themselves are not kept)."""
+    from api._users import TokenStore
+
+    for name, role in TokenStore(_settings().tokens_path()).tokens().items():
+        click.echo(f"{name}\t{role}")
+
+
+@token.command(name="remove")
+@click.argument("name")
+def token_remove(name: str) -> None:
+    """Revoke a token; a running server refuses it from its next request."""
+    from api._users import TokenStore
+
+    if not TokenStore(_settings().tokens_path()).remove(name):
+        raise OsedError(f"no token '{name}'")
+    click.echo(f"token '{name}' removed")
+
+
+@token.command(name="hash")
+def token_hash_command() -> None:
+    """Read a token from standard input and print the hash to put in OSED_API__TOKENS."""
+    from api._users import token_hash
+
+    secret = sys.stdin.readline().strip()
+    if not secret:
+        raise OsedError("no token on standard input")
+    click.echo(token_hash(secret))
 
 
 # -- edge: writes through the safety layer ------------------------------------------------

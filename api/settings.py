@@ -6,6 +6,7 @@ import time. Unsafe values are refused outside development.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ from edge.settings import EdgeSettings
 from graphstore import StoreSettings
 
 Role = Literal["viewer", "reviewer", "operator", "admin"]
+_TOKEN_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class AgentSettings(BaseModel):
@@ -40,16 +42,31 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_upload_mb: float = Field(default=50.0, gt=0)
-    #: Bearer tokens -> role. Set via OSED_API__TOKENS='{"secret": "admin"}'.
+    #: Bearer tokens -> role, each key the token's hash ``sha256:<hex>`` (``osed token hash``)
+    #: or, in development only, the plain token: OSED_API__TOKENS='{"sha256:…": "admin"}'.
     tokens: dict[str, Role] = Field(default_factory=dict)
+    #: Named API tokens kept as hashes (``osed token add``); default ``<data_dir>/tokens.json``.
+    tokens_file: Path | None = None
     #: Role of a request without a token; development only ("" = refuse).
     anonymous_role: Role | Literal[""] = "admin"
     #: SPARQL UPDATE through the endpoint, for admins only, when enabled.
     allow_sparql_update: bool = False
+    #: SPARQL queries one client (user, token, or address when anonymous) may have in
+    #: progress at once; one more is answered 429.
+    sparql_per_client: int = Field(default=2, ge=1)
     #: The built-in user store (``osed user add``); default ``<data_dir>/users.json``.
     users_file: Path | None = None
     #: How long a sign-in lasts.
     session_hours: float = Field(default=12.0, gt=0)
+    #: Sign-in throttling, per user name and per client address: this many failures in a
+    #: row are answered at once, each further one doubles the wait before the next try
+    #: (from login_first_delay_s up to login_max_delay_s), and login_lock_after failures
+    #: lock the name and the address out for login_lock_minutes.
+    login_free_failures: int = Field(default=3, ge=0)
+    login_first_delay_s: float = Field(default=1.0, ge=0)
+    login_max_delay_s: float = Field(default=60.0, ge=0)
+    login_lock_after: int = Field(default=10, ge=1)
+    login_lock_minutes: float = Field(default=15.0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -78,11 +95,15 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "api.anonymous_role must be empty in production: every request needs a token"
                 )
-            if not self.api.tokens and not self.users_path().exists():
-                raise ValueError("production needs api.tokens or users (osed user add) to sign in")
-            weak = [t for t in self.api.tokens if len(t) < 24]
-            if weak:
-                raise ValueError("api.tokens must be at least 24 characters in production")
+            if not self.api.tokens and not self.tokens_path().exists() and not self.users_path().exists():
+                raise ValueError(
+                    "production needs api.tokens, a token file (osed token add) or users (osed user add)"
+                )
+            if any(_TOKEN_HASH.fullmatch(t) is None for t in self.api.tokens):
+                raise ValueError(
+                    "api.tokens must hold token hashes (sha256:<hex>, from osed token hash) in production, "
+                    "not plain tokens"
+                )
         return self
 
     @property
@@ -95,6 +116,9 @@ class Settings(BaseSettings):
 
     def users_path(self) -> Path:
         return self.api.users_file or self.data_dir / "users.json"
+
+    def tokens_path(self) -> Path:
+        return self.api.tokens_file or self.data_dir / "tokens.json"
 
     def store_path(self) -> Path:
         return Path(self.store.path) if self.store.path else self.data_dir / "store"

@@ -72,13 +72,26 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000"):
         options.add_argument(arg)
     options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path)})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     b = webdriver.Chrome(service=Service(driver), options=options)
     b.implicitly_wait(0)
     yield b
+    # Whatever a test did, the page's Content-Security-Policy refused nothing of it.
+    refused = csp_reports(b)
     b.quit()
+    assert not refused, f"the page broke its Content-Security-Policy: {refused}"
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def csp_reports(b: WebDriver) -> list[str]:
+    """The browser's console messages about Content-Security-Policy since the last call."""
+    return [
+        str(e["message"])
+        for e in b.get_log("browser")
+        if "Content Security Policy" in str(e["message"]) or "Refused to" in str(e["message"])
+    ]
+
+
 def wait(b: WebDriver, cond: Any, timeout: float = 30.0) -> Any:
     # Lists re-render when a late response arrives (each keystroke of a class search asks
     # again): an element found just before that is stale, and the condition is tried again.
@@ -313,6 +326,27 @@ def test_names_with_markup_are_shown_as_text(server, browser) -> None:
     assert b.find_elements(By.CSS_SELECTOR, "#points img") == []
     assert "<script>" in rows(b)[0].text
     assert b.execute_script("return window.__pwned === undefined") is True
+
+
+def test_the_pages_run_under_a_policy_that_refuses_inline_script(server, browser) -> None:
+    base, _platform = server
+    b = browser
+    b.get(f"{base}/")
+    assert "Headquarters" in b.find_element(By.TAG_NAME, "body").text
+    assert b.execute_script("return getComputedStyle(document.body).maxWidth") != "none"  # home.css
+    sign_in(b, base, "rita")
+    filter_text(b, "ZN-T")
+    b.find_element(By.CSS_SELECTOR, "#history-box summary").click()
+    assert csp_reports(b) == []
+    # The policy is in force: script put inline into the page does not run, and is reported.
+    b.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.__inline = 1';"
+        "document.body.append(s);"
+    )
+    assert b.execute_script("return window.__inline === undefined") is True
+    reports: list[str] = []
+    wait(b, lambda d: reports.extend(csp_reports(d)) or reports, timeout=10)
+    assert "script-src 'self'" in reports[0]
 
 
 def test_side_panels_queue_validation_equipment_and_download(server, browser, tmp_path: Path) -> None:
