@@ -17,23 +17,27 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, UploadFile
+import anyio
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from api import _openadr, _review
 from api._jobs import Job, JobManager
+from api._limits import ClientSlots, TooManyAtOnce
 from api._security import SecurityHeaders, redoc_page, swagger_page
 from api._service import (
     BuildingNotFound,
     Decision,
     DecisionConflict,
     DecisionResult,
+    IdempotencyKeyReused,
     NothingToUndo,
     Platform,
     PointFilter,
     PointRow,
     check_building_id,
+    request_digest,
 )
 from api._sparql import JSONLD, TURTLE, negotiate, serialize
 from api._throttle import LoginThrottle, ThrottlePolicy
@@ -297,6 +301,10 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
     @app.exception_handler(NothingToUndo)
     def _nothing(_r: Request, exc: NothingToUndo) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(IdempotencyKeyReused)
+    def _key_reused(_r: Request, exc: IdempotencyKeyReused) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(SafetyRefused)
     def _refused(_r: Request, exc: SafetyRefused) -> JSONResponse:
@@ -639,28 +647,61 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
             ],
         )
 
+    key_header: Any = Header(
+        default=None,
+        alias="Idempotency-Key",
+        max_length=200,
+        description="a new key (a UUID) per request: a request retried with the same key is "
+        "answered as the first time and not applied again (another request under a used key: 422)",
+    )
+
     @app.post(
         "/buildings/{building}/decisions",
         response_model=DecisionResult,
         tags=["points"],
         dependencies=[need("reviewer")],
+        responses={422: {"description": "the Idempotency-Key was used for another request"}},
     )
-    def decide(building: str, body: DecisionsIn, request: Request) -> DecisionResult:
+    async def decide(
+        building: str,
+        body: DecisionsIn,
+        request: Request,
+        idempotency_key: str | None = key_header,
+    ) -> DecisionResult:
         """Confirm, correct or reject points (by IRI, or every point with a raw name).
 
         Decisions are stored with who and when, and the building is relabeled with them
-        at once: a confirmed ZN-T labels every other ZN-T."""
-        return platform.decide(building, body.decisions, caller_name(request))
+        at once: a confirmed ZN-T labels every other ZN-T. Decisions that arrive while a
+        relabel runs wait for it and are applied together in the next one; the request
+        waits without holding a server thread."""
+        from starlette.concurrency import run_in_threadpool
+
+        user = await run_in_threadpool(caller_name, request)
+        future = platform.submit_decisions(building, body.decisions, user, idempotency_key=idempotency_key)
+        return await asyncio.wrap_future(future)
 
     @app.post(
         "/buildings/{building}/decisions/by-filter",
         response_model=DecisionResult,
         tags=["points"],
         dependencies=[need("reviewer")],
+        responses={422: {"description": "the Idempotency-Key was used for another request"}},
     )
-    def decide_by_filter(building: str, body: FilterDecisionIn, request: Request) -> DecisionResult:
+    def decide_by_filter(
+        building: str,
+        body: FilterDecisionIn,
+        request: Request,
+        idempotency_key: str | None = key_header,
+    ) -> DecisionResult:
         """The same decision for every point the filter matches; confirming skips points
         with no suggestion (abstained) and points a human already decided."""
+        user = caller_name(request)
+        digest = request_digest(body.model_dump())
+        if idempotency_key is not None:
+            # Before the filter is read again: what it matched then is decided by now.
+            replay = platform.replayed_decision(building, user, idempotency_key, digest)
+            if replay is not None:
+                return replay
         iris = platform.point_iris(building, body.filter)
         if body.action == "confirm":
             confirmable = set(
@@ -670,7 +711,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
         if not iris:
             raise HTTPException(400, "no point matches that filter")
         decisions = [Decision(point=i, action=body.action, brick_class=body.brick_class) for i in iris]
-        return platform.decide(building, decisions, caller_name(request))
+        return platform.decide(building, decisions, user, idempotency_key=idempotency_key, digest=digest)
 
     @app.post(
         "/buildings/{building}/undo",
@@ -891,33 +932,73 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
         return {"run": run_id, "released": [lease.id for lease in released]}
 
     # -- SPARQL 1.1 Protocol -----------------------------------------------------------------
-    def run_sparql(request: Request, query: str | None, update: str | None, explicit: str | None) -> Response:
+    sparql_slots = ClientSlots(settings.api.sparql_per_client)
+    sparql_threads: list[anyio.CapacityLimiter] = []
+
+    def sparql_limiter() -> anyio.CapacityLimiter:
+        """Threads of the SPARQL endpoint's own, apart from those every other route shares:
+        queries waiting for a query worker never hold the threads pages are answered in."""
+        if not sparql_threads:
+            sparql_threads.append(anyio.CapacityLimiter(settings.store.query_workers + 8))
+        return sparql_threads[0]
+
+    def sparql_client(request: Request) -> str:
+        """Whose queries count together against the per-client limit."""
+        who, _role = caller(request)
+        if who.startswith("anonymous"):
+            return f"{who}@{request.client.host if request.client else ''}"
+        return who
+
+    def answer_query(query: str, accept: str | None, explicit: str | None) -> Response:
+        result = platform.store.user_query(query)
+        media = negotiate(accept, graph=result.kind == "graph", explicit=explicit)
+        headers = {"X-OSED-Truncated": "true"} if result.truncated else {}
+        return Response(serialize(result, media), media_type=media, headers=headers)
+
+    def run_update(request: Request, update: str) -> Response:
+        role = caller_role(request)
+        if not settings.api.allow_sparql_update:
+            raise HTTPException(403, "SPARQL update is disabled (api.allow_sparql_update)")
+        if role != "admin":
+            raise HTTPException(403, "SPARQL update needs the admin role")
+        platform.store.update(update)
+        return Response(status_code=204)
+
+    async def run_sparql(
+        request: Request, query: str | None, update: str | None, explicit: str | None
+    ) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
         if update is not None:
-            role = caller_role(request)
-            if not settings.api.allow_sparql_update:
-                raise HTTPException(403, "SPARQL update is disabled (api.allow_sparql_update)")
-            if role != "admin":
-                raise HTTPException(403, "SPARQL update needs the admin role")
-            platform.store.update(update)
-            return Response(status_code=204)
+            return await run_in_threadpool(run_update, request, update)
         if not query:
             raise HTTPException(400, "missing 'query' parameter")
         if is_update(query):
             raise QueryError("updates go in the 'update' parameter (and need the admin role)")
-        caller_role(request)
-        result = platform.store.query(query)
-        media = negotiate(request.headers.get("accept"), graph=result.kind == "graph", explicit=explicit)
-        headers = {"X-OSED-Truncated": "true"} if result.truncated else {}
-        return Response(serialize(result, media), media_type=media, headers=headers)
+        client = await run_in_threadpool(sparql_client, request)
+        try:
+            with sparql_slots.hold(client):
+                return await anyio.to_thread.run_sync(
+                    answer_query, query, request.headers.get("accept"), explicit, limiter=sparql_limiter()
+                )
+        except TooManyAtOnce as exc:
+            raise HTTPException(
+                429,
+                f"too many SPARQL queries at once ({exc}): wait for an answer before the next query",
+                headers={"Retry-After": "1"},
+            ) from None
 
-    @app.get("/sparql", tags=["sparql"], summary="SPARQL 1.1 query via GET")
-    def sparql_get(request: Request, query: str | None = None, format: str | None = None) -> Response:
-        return run_sparql(request, query, None, format)
+    @app.get(
+        "/sparql",
+        tags=["sparql"],
+        summary="SPARQL 1.1 query via GET",
+        responses={429: {"description": "the client has api.sparql_per_client queries in progress"}},
+    )
+    async def sparql_get(request: Request, query: str | None = None, format: str | None = None) -> Response:
+        return await run_sparql(request, query, None, format)
 
     @app.post("/sparql", tags=["sparql"], summary="SPARQL 1.1 query or update via POST")
     async def sparql_post(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         query = update = explicit = None
         if ctype == "application/sparql-query":
@@ -931,6 +1012,6 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
             update = u if isinstance(u, str) else None
             explicit = f if isinstance(f, str) else None
         explicit = explicit or request.query_params.get("format")
-        return await run_in_threadpool(run_sparql, request, query, update, explicit)
+        return await run_sparql(request, query, update, explicit)
 
     return app

@@ -127,7 +127,9 @@ class Route:
 
 @dataclass
 class Run:
-    routes: dict[str, Route] = field(default_factory=lambda: {k: Route() for k in ("points", "sparql", "decision")})
+    routes: dict[str, Route] = field(
+        default_factory=lambda: {k: Route() for k in ("points", "sparql", "decision")}
+    )
     points: list[str] = field(default_factory=list)
 
 
@@ -149,7 +151,9 @@ async def client_loop(
                 params["status"] = "suggested"
             elif rng.random() < 0.2:
                 params["q"] = rng.choice(("temp", "fan", "valve", "kW"))
-            request = http.build_request("GET", f"/buildings/{BUILDING}/points", params=params, headers=headers)
+            request = http.build_request(
+                "GET", f"/buildings/{BUILDING}/points", params=params, headers=headers
+            )
         elif pick < 0.70:
             name = "sparql"
             request = http.build_request(
@@ -163,7 +167,9 @@ async def client_loop(
             action = rng.choice(("confirm", "correct", "reject"))
             decision: dict[str, str] = {"point": rng.choice(run.points), "action": action}
             if action == "correct":
-                decision["brick_class"] = rng.choice(("Zone_Air_Temperature_Sensor", "Damper_Position_Command"))
+                decision["brick_class"] = rng.choice(
+                    ("Zone_Air_Temperature_Sensor", "Damper_Position_Command")
+                )
             request = http.build_request(
                 "POST",
                 f"/buildings/{BUILDING}/decisions",
@@ -184,10 +190,10 @@ async def client_loop(
             await asyncio.sleep(rng.uniform(0, 2 * think))
 
 
-async def drive(base: str, tokens: list[str], seconds: float, think: float, timeout: float) -> Run:
+async def drive(base: str, tokens: list[str], seconds: float, think: float, client_timeout: float) -> Run:
     run = Run()
     limits = httpx.Limits(max_connections=len(tokens) + 10, max_keepalive_connections=len(tokens) + 10)
-    async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=client_timeout, limits=limits) as http:
         headers = {"Authorization": f"Bearer {tokens[0]}"}
         total = (await http.get(f"/buildings/{BUILDING}/points", params={"limit": 1}, headers=headers)).json()
         for offset in range(0, int(total["total"]), 1000):
@@ -197,10 +203,7 @@ async def drive(base: str, tokens: list[str], seconds: float, think: float, time
             run.points.extend(item["iri"] for item in page.json()["items"])
         until = time.monotonic() + seconds
         await asyncio.gather(
-            *(
-                client_loop(http, token, run, until, think, random.Random(n))
-                for n, token in enumerate(tokens)
-            )
+            *(client_loop(http, token, run, until, think, random.Random(n)) for n, token in enumerate(tokens))
         )
     return run
 
@@ -230,7 +233,9 @@ def main() -> None:
         with serve(data_dir, port, env=env, log=log) as proc:
             startup = time.monotonic() - started
             cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
-            run = asyncio.run(drive(f"http://127.0.0.1:{port}", tokens, args.seconds, args.think, args.timeout))
+            run = asyncio.run(
+                drive(f"http://127.0.0.1:{port}", tokens, args.seconds, args.think, args.timeout)
+            )
             wall = time.monotonic() - wall0
             cpu = (cpu_seconds(proc.pid) - cpu0) / wall
         report(args, run, wall, cpu, startup)
