@@ -5,11 +5,15 @@ The CLI and the HTTP API both call this; neither has a path of its own to the st
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
 import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -88,9 +92,13 @@ class Decision(BaseModel):
 
 class DecisionResult(BaseModel):
     decided: int
+    #: Other points whose class changed with the relabel (decisions that arrived together
+    #: were applied in one relabel and report the same number).
     relabeled: int
     points: int
     batch: str = ""
+    #: The answer of an earlier request with the same idempotency key, not applied again.
+    replayed: bool = False
 
 
 class DecisionConflict(OsedError):
@@ -103,6 +111,36 @@ class DecisionConflict(OsedError):
 
 class NothingToUndo(OsedError):
     """The caller has no decision left to undo in this building."""
+
+
+class IdempotencyKeyReused(OsedError):
+    """An idempotency key the caller already used for a different request."""
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:~+/=-]{1,200}")
+
+
+def check_idempotency_key(key: str) -> str:
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise OsedError("an idempotency key is 1-200 letters, digits or '._:~+/=-' (a UUID, say)")
+    return key
+
+
+def request_digest(payload: object) -> str:
+    """What identifies a request under its idempotency key (its JSON, keys sorted)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class _PendingDecisions:
+    """One decision request waiting for the building's next relabel."""
+
+    decisions: Sequence[Decision]
+    user: str
+    key: str | None
+    digest: str
+    future: Future[DecisionResult] = field(default_factory=Future)
 
 
 @dataclass
@@ -159,6 +197,16 @@ class Platform:
         self.write_lock = threading.RLock()
         #: Building graph -> the store's version of it that its point index was made from.
         self._indexed: dict[str, tuple[int, int]] = {}
+        #: Decision requests per building, applied by one thread: those that arrive while a
+        #: relabel runs are applied together in the next (a relabel costs seconds on a large
+        #: building, whatever the number of decisions in it).
+        self._pending: dict[str, list[_PendingDecisions]] = defaultdict(list)
+        self._pending_lock = threading.Lock()
+        self._committer: ThreadPoolExecutor | None = None
+        #: Building graph -> (the model's version, the building as last written), so a
+        #: decision does not read the whole model back (embedded store only: it sees every
+        #: write).
+        self._states: dict[str, tuple[tuple[int, int], _BuildingState]] = {}
 
     @cached_property
     def store(self) -> GraphStore:
@@ -206,6 +254,8 @@ class Platform:
         )
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
         safety = self.__dict__.get("safety")
         if safety is not None:
             safety.store.close()
@@ -396,79 +446,235 @@ class Platform:
     def provenance_iri(self, building: str) -> str:
         return self.graph_iri(building) + "/provenance"
 
-    def decide(self, building: str, decisions: Sequence[Decision], user: str) -> DecisionResult:
+    def decide(
+        self,
+        building: str,
+        decisions: Sequence[Decision],
+        user: str,
+        *,
+        idempotency_key: str | None = None,
+        digest: str | None = None,
+    ) -> DecisionResult:
         """Record reviewers' decisions and relabel the building with them at once.
 
         All decisions of one call are one batch (undone together by :meth:`undo`). The
-        building model and its provenance graph are replaced in one transaction.
+        building model, its index and the new provenance are written in one transaction.
+        With an ``idempotency_key`` a request the caller already made (same key, same
+        ``digest`` of the request) is answered as before and not applied again; another
+        request under the same key is refused (:class:`IdempotencyKeyReused`).
         """
+        return self.submit_decisions(
+            building, decisions, user, idempotency_key=idempotency_key, digest=digest
+        ).result()
+
+    def submit_decisions(
+        self,
+        building: str,
+        decisions: Sequence[Decision],
+        user: str,
+        *,
+        idempotency_key: str | None = None,
+        digest: str | None = None,
+    ) -> Future[DecisionResult]:
+        """:meth:`decide` without waiting: the future holds its result or its error."""
+        check_building_id(building)
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key)
+        pending = _PendingDecisions(
+            decisions=list(decisions),
+            user=user,
+            key=idempotency_key,
+            digest=digest or request_digest([d.model_dump() for d in decisions]),
+        )
+        with self._pending_lock:
+            if self._committer is None:
+                self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="osed-decisions")
+            queue = self._pending[building]
+            queue.append(pending)
+            if len(queue) == 1:  # no pass for this building is queued yet
+                self._committer.submit(self._apply_pending, building)
+        return pending.future
+
+    def replayed_decision(self, building: str, user: str, key: str, digest: str) -> DecisionResult | None:
+        """The stored answer to the caller's earlier request under ``key``, if any."""
+        check_idempotency_key(key)
+        prov = self.provenance_iri(building)
+        found = self.store.query(
+            sparql_prefixes()
+            + f"""SELECT ?batch ?digest ?decided ?relabeled ?points WHERE {{ GRAPH <{prov}> {{
+                ?b osed:idempotencyKey "{key}" ; prov:wasAssociatedWith <{_agent_iri(user)}> ;
+                   osed:batch ?batch ; osed:requestDigest ?digest ; osed:decided ?decided ;
+                   osed:relabeled ?relabeled ; osed:points ?points }} }}""",
+            limit=1,
+        ).rows
+        if not found:
+            return None
+        if str(found[0]["digest"]) != digest:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key '{key}' was used for a different request; use a new key for a new request"
+            )
+        r = found[0]
+        return DecisionResult(
+            decided=int(str(r["decided"])),
+            relabeled=int(str(r["relabeled"])),
+            points=int(str(r["points"])),
+            batch=str(r["batch"]),
+            replayed=True,
+        )
+
+    def _apply_pending(self, building: str) -> None:
+        """Apply every decision request waiting for ``building`` in one relabel (the
+        committer thread)."""
+        with self._pending_lock:
+            group = [p for p in self._pending.pop(building, []) if p.future.set_running_or_notify_cancel()]
+        if not group:
+            return
+        try:
+            self._apply_group(building, group)
+        except BaseException as exc:
+            for pending in group:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    def _apply_group(self, building: str, group: list[_PendingDecisions]) -> None:
         with self.write_lock:
-            iri = self.require_building(building)
-            state = _BuildingState.read(self, building, iri)
-            conflicts = []
-            for n, d in enumerate(decisions):
-                targets = state.targets(d.point)
-                if not targets:
-                    raise OsedError(f"decision {n + 1}: no point '{d.point}' in building '{building}'")
-                if d.expected_status is None and d.expected_class is None:
+            try:
+                iri = self.require_building(building)
+            except OsedError as exc:
+                for pending in group:
+                    pending.future.set_exception(exc)
+                return
+            state = self._state(building, iri)
+            before = dict(state.current)
+            prov = Graph()
+            applied: list[tuple[_PendingDecisions, str, int]] = []
+            first_of: dict[tuple[str, str], _PendingDecisions] = {}
+            repeats: list[tuple[_PendingDecisions, _PendingDecisions]] = []
+            for pending in group:
+                if pending.key is not None:
+                    earlier = first_of.get((pending.user, pending.key))
+                    if earlier is not None:  # the same key twice in this group
+                        repeats.append((pending, earlier))
+                        continue
+                    try:
+                        replay = self.replayed_decision(building, pending.user, pending.key, pending.digest)
+                    except OsedError as exc:
+                        pending.future.set_exception(exc)
+                        continue
+                    if replay is not None:
+                        pending.future.set_result(replay)
+                        continue
+                    first_of[(pending.user, pending.key)] = pending
+                saved = state.checkpoint()
+                batch = uuid.uuid4().hex
+                try:
+                    decided = self._record(building, iri, state, pending, batch, prov)
+                except OsedError as exc:
+                    state.restore(saved)
+                    pending.future.set_exception(exc)
                     continue
-                for target in targets:
-                    now_status, now_class = state.status_of(target), state.current.get(target)
-                    if (d.expected_status is not None and d.expected_status != now_status) or (
-                        d.expected_class is not None and (d.expected_class or None) != now_class
-                    ):
-                        conflicts.append(
-                            {
-                                "point": target,
-                                "status": now_status,
-                                "brick_class": now_class,
-                                "name": state.names[target],
-                            }
+                applied.append((pending, batch, decided))
+            if applied:
+                try:
+                    model, changed = self._relabeled(building, state, before)
+                    for pending, batch, decided in applied:
+                        _batch_record(prov, iri, pending, batch, decided, changed, len(state.raws))
+                    self._write_building(iri, model, add={self.provenance_iri(building): prov})
+                except BaseException:
+                    self._states.pop(iri, None)
+                    raise
+                self._keep_state(iri, state, model)
+                for pending, batch, decided in applied:
+                    pending.future.set_result(
+                        DecisionResult(
+                            decided=decided, relabeled=changed, points=len(state.raws), batch=batch
                         )
-            if conflicts:
-                raise DecisionConflict(
-                    f"{len(conflicts)} point(s) changed since you saw them: "
-                    + ", ".join(str(c["name"]) for c in conflicts[:5]),
-                    conflicts,
-                )
-            batch = uuid.uuid4().hex
-            prov, who = self._prov_for(building, user)
-            now = datetime.now(UTC)
-            decided = 0
-            for n, d in enumerate(decisions):
-                for target in state.targets(d.point):
-                    previous = state.current.get(target)
-                    identity = state.identities[target]
-                    before = state.merged.get(identity)
-                    if d.action == "confirm":
-                        if previous is None:
-                            raise OsedError(
-                                f"decision {n + 1}: '{d.point}' has no suggestion to confirm; "
-                                "correct it instead"
-                            )
-                        state.merged[identity] = ("confirmed", previous)
-                        chosen: str | None = previous
-                    elif d.action == "correct":
-                        chosen = self.check_class(d.brick_class, f"decision {n + 1}")
-                        state.merged[identity] = ("corrected", chosen)
-                    else:
-                        state.merged[identity] = ("rejected", None)
-                        chosen = None
-                    act = URIRef(f"{iri}/decision/{uuid.uuid4().hex}")
-                    _activity(prov, act, who, now, d.action, batch)
-                    prov.add((act, OSED.point, URIRef(target)))
-                    prov.add(
-                        (act, OSED.previousStatus, Literal(before[0] if before else state.status_of(target)))
                     )
-                    if before and before[1]:
-                        prov.add((act, OSED.previousDecidedClass, BRICK[before[1]]))
-                    if chosen:
-                        prov.add((act, OSED.decidedClass, BRICK[chosen]))
-                    if previous:
-                        prov.add((act, OSED.previousClass, BRICK[previous]))
-                    decided += 1
-            changed = self._relabel(building, iri, state, prov)
-            return DecisionResult(decided=decided, relabeled=changed, points=len(state.raws), batch=batch)
+            for pending, earlier in repeats:
+                _repeat(pending, earlier)
+
+    def _record(
+        self,
+        building: str,
+        iri: str,
+        state: _BuildingState,
+        pending: _PendingDecisions,
+        batch: str,
+        prov: Graph,
+    ) -> int:
+        """Apply one request's decisions to ``state`` and add their provenance to ``prov``;
+        raises (and the caller restores ``state``) when one of them cannot be applied."""
+        decisions = pending.decisions
+        conflicts = []
+        for n, d in enumerate(decisions):
+            targets = state.targets(d.point)
+            if not targets:
+                raise OsedError(f"decision {n + 1}: no point '{d.point}' in building '{building}'")
+            if d.expected_status is None and d.expected_class is None:
+                continue
+            for target in targets:
+                now_status, now_class = state.status_of(target), state.current.get(target)
+                if (d.expected_status is not None and d.expected_status != now_status) or (
+                    d.expected_class is not None and (d.expected_class or None) != now_class
+                ):
+                    conflicts.append(
+                        {
+                            "point": target,
+                            "status": now_status,
+                            "brick_class": now_class,
+                            "name": state.names[target],
+                        }
+                    )
+        if conflicts:
+            raise DecisionConflict(
+                f"{len(conflicts)} point(s) changed since you saw them: "
+                + ", ".join(str(c["name"]) for c in conflicts[:5]),
+                conflicts,
+            )
+        who = _agent_iri(pending.user)
+        added = Graph()
+        added.add((who, RDF.type, PROV.Agent))
+        added.add((who, RDFS.label, Literal(pending.user)))
+        now = datetime.now(UTC)
+        decided = 0
+        for n, d in enumerate(decisions):
+            for target in state.targets(d.point):
+                previous = state.current.get(target)
+                identity = state.identities[target]
+                before = state.merged.get(identity)
+                if d.action == "confirm":
+                    if previous is None:
+                        raise OsedError(
+                            f"decision {n + 1}: '{d.point}' has no suggestion to confirm; correct it instead"
+                        )
+                    state.merged[identity] = ("confirmed", previous)
+                    chosen: str | None = previous
+                elif d.action == "correct":
+                    chosen = self.check_class(d.brick_class, f"decision {n + 1}")
+                    state.merged[identity] = ("corrected", chosen)
+                else:
+                    state.merged[identity] = ("rejected", None)
+                    chosen = None
+                act = URIRef(f"{iri}/decision/{uuid.uuid4().hex}")
+                _activity(added, act, who, now, d.action, batch)
+                added.add((act, OSED.point, URIRef(target)))
+                added.add(
+                    (act, OSED.previousStatus, Literal(before[0] if before else state.status_of(target)))
+                )
+                if before and before[1]:
+                    added.add((act, OSED.previousDecidedClass, BRICK[before[1]]))
+                if chosen:
+                    added.add((act, OSED.decidedClass, BRICK[chosen]))
+                if previous:
+                    added.add((act, OSED.previousClass, BRICK[previous]))
+                # What a later request of the same relabel sees of this point.
+                state.statuses[target] = state.merged[identity][0]
+                state.current[target] = chosen
+                decided += 1
+        prov += added
+        return decided
 
     def undo(self, building: str, user: str) -> DecisionResult:
         """Undo ``user``'s most recent decision batch in this building that is not undone yet.
@@ -478,7 +684,7 @@ class Platform:
         """
         with self.write_lock:
             iri = self.require_building(building)
-            state = _BuildingState.read(self, building, iri)
+            state = self._state(building, iri)
             prov, who = self._prov_for(building, user)
             batches: dict[str, list[URIRef]] = defaultdict(list)
             when: dict[str, str] = {}
@@ -539,23 +745,54 @@ class Platform:
 
     def _relabel(self, building: str, iri: str, state: _BuildingState, prov: Graph) -> int:
         """Relabel with the decisions in ``state``; store model and provenance together."""
+        model, changed = self._relabeled(building, state, state.current)
+        try:
+            self._write_building(iri, model, {self.provenance_iri(building): prov})
+        except BaseException:
+            self._states.pop(iri, None)
+            raise
+        self._keep_state(iri, state, model)
+        return changed
+
+    def _relabeled(
+        self, building: str, state: _BuildingState, before: dict[str, str | None]
+    ) -> tuple[Graph, int]:
+        """The model relabeled with the decisions in ``state``, and how many points no
+        human decided have another class than in ``before``."""
         labeled = self.label(state.raws, decisions=state.merged, building=building)
         model = self.model(building, labeled, state.label)
         after = _current_classes(model)
         changed = sum(
-            1
-            for p in state.current
-            if state.identities.get(p) not in state.merged and after.get(p) != state.current.get(p)
+            1 for p in before if state.identities.get(p) not in state.merged and after.get(p) != before.get(p)
         )
-        self._write_building(iri, model, {self.provenance_iri(building): prov})
-        return changed
+        return model, changed
 
-    def _write_building(self, iri: str, model: Graph, others: dict[str, Graph] | None = None) -> None:
-        """Store a building's model, its point index and ``others`` in one transaction."""
+    def _state(self, building: str, iri: str) -> _BuildingState:
+        """The building as stored: kept from the last write when nothing wrote it since."""
+        kept = self._states.get(iri)
+        if kept is not None and self.store.exclusive and kept[0] == self.store.version(iri):
+            return kept[1]
+        return _BuildingState.read(self, building, iri)
+
+    def _keep_state(self, iri: str, state: _BuildingState, model: Graph) -> None:
+        """Remember the building as just written (``state`` with the model's classes)."""
+        state.current = _current_classes(model)
+        state.statuses = {str(p): str(st) for p, st in model.subject_objects(OSED.reviewStatus)}
+        self._states[iri] = (self.store.version(iri), state)
+
+    def _write_building(
+        self,
+        iri: str,
+        model: Graph,
+        others: dict[str, Graph] | None = None,
+        add: dict[str, Graph] | None = None,
+    ) -> None:
+        """Store a building's model, its point index and ``others``, and add ``add`` to
+        its graphs, in one transaction."""
         with self.write_lock:
             before = self.store.version(iri)
             index = _paging.index_graph(_paging.keys_in(model))
-            self.store.replace_graphs({iri: model, self.index_iri(iri): index, **(others or {})})
+            self.store.replace_graphs({iri: model, self.index_iri(iri): index, **(others or {})}, add=add)
             if self.store.version(iri) == (before[0], before[1] + 1):  # nobody else wrote it
                 self._indexed[iri] = self.store.version(iri)
 
@@ -789,8 +1026,49 @@ class _BuildingState:
     def targets(self, point: str) -> list[str]:
         return [point] if point in self.identities else self.by_name.get(point, [])
 
+    def checkpoint(self) -> tuple[dict[str, tuple[str, str | None]], dict[str, str | None], dict[str, str]]:
+        """What deciding changes, to put back if a request is refused half-way."""
+        return dict(self.merged), dict(self.current), dict(self.statuses)
+
+    def restore(
+        self, saved: tuple[dict[str, tuple[str, str | None]], dict[str, str | None], dict[str, str]]
+    ) -> None:
+        self.merged, self.current, self.statuses = (dict(part) for part in saved)  # type: ignore[assignment]
+
     def status_of(self, point: str) -> str:
         return self.statuses.get(point, "suggested")
+
+
+def _batch_record(
+    prov: Graph, iri: str, pending: _PendingDecisions, batch: str, decided: int, relabeled: int, points: int
+) -> None:
+    """The answer to a request with an idempotency key, kept with its decisions."""
+    if pending.key is None:
+        return
+    node = URIRef(f"{iri}/batch/{batch}")
+    prov.add((node, RDF.type, OSED.DecisionBatch))
+    prov.add((node, PROV.wasAssociatedWith, _agent_iri(pending.user)))
+    prov.add((node, OSED.batch, Literal(batch)))
+    prov.add((node, OSED.idempotencyKey, Literal(pending.key)))
+    prov.add((node, OSED.requestDigest, Literal(pending.digest)))
+    prov.add((node, OSED.decided, Literal(decided)))
+    prov.add((node, OSED.relabeled, Literal(relabeled)))
+    prov.add((node, OSED.points, Literal(points)))
+
+
+def _repeat(pending: _PendingDecisions, earlier: _PendingDecisions) -> None:
+    """A request repeated (same key) while the first was waiting: the first's answer."""
+    if pending.digest != earlier.digest:
+        pending.future.set_exception(
+            IdempotencyKeyReused(f"Idempotency-Key '{pending.key}' was used for a different request")
+        )
+        return
+    try:
+        result = earlier.future.result(timeout=0)
+    except Exception as exc:  # noqa: BLE001 - the first request's error is this one's too
+        pending.future.set_exception(exc)
+        return
+    pending.future.set_result(result.model_copy(update={"replayed": True}))
 
 
 def _activity(prov: Graph, act: URIRef, who: URIRef, when: datetime, action: str, batch: str) -> None:
@@ -808,6 +1086,7 @@ __all__ = [
     "DecisionConflict",
     "DecisionResult",
     "GraphStoreError",
+    "IdempotencyKeyReused",
     "ImportResult",
     "NothingToUndo",
     "Platform",

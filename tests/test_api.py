@@ -339,3 +339,76 @@ def test_an_export_whose_names_cannot_be_told_apart_is_refused_and_nothing_chang
     job = finished_job(client, r.json()["id"])
     assert job["status"] == "succeeded", job
     assert client.get("/buildings/hq2/points", params={"q": "VAV-3 ZNT"}).json()["total"] == 1
+
+
+def test_a_retried_decision_with_the_same_idempotency_key_is_applied_once(
+    client: TestClient, platform: Platform
+) -> None:
+    _import(client)
+    body = {"decisions": [{"point": "AHU-1.SA-T", "action": "confirm"}]}
+    first = client.post("/buildings/hq/decisions", json=body, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 200, first.text
+    # The client gave up before the answer came and sends the same request again.
+    again = client.post("/buildings/hq/decisions", json=body, headers={"Idempotency-Key": "k-1"})
+    assert again.status_code == 200
+    assert again.json()["batch"] == first.json()["batch"] and again.json()["replayed"] is True
+    point = client.get("/buildings/hq/points", params={"q": "AHU-1.SA-T"}).json()["items"][0]["iri"]
+    assert len(client.get("/buildings/hq/history", params={"point": point}).json()) == 1
+    # The same key for another request is a client error, and nothing is applied.
+    other = {"decisions": [{"point": "AHU-1.SA-T", "action": "reject"}]}
+    reused = client.post("/buildings/hq/decisions", json=other, headers={"Idempotency-Key": "k-1"})
+    assert reused.status_code == 422 and "Idempotency-Key" in reused.json()["detail"]
+    assert len(client.get("/buildings/hq/history", params={"point": point}).json()) == 1
+    # Kept in the store: a restarted server still knows the key.
+    restarted = Platform(platform.settings, store=platform.store, ontology=platform.ontology)
+    with TestClient(create_app(platform.settings, platform=restarted)) as c:
+        replay = c.post("/buildings/hq/decisions", json=body, headers={"Idempotency-Key": "k-1"})
+        assert replay.json()["batch"] == first.json()["batch"]
+        assert c.post(
+            "/buildings/hq/decisions", json=body, headers={"Idempotency-Key": "not a key!"}
+        ).status_code in (400, 422)
+    assert len(client.get("/buildings/hq/history", params={"point": point}).json()) == 1
+    # A filter decision retried: the same, though the filter matches nothing any more.
+    by_filter = {"action": "confirm", "filter": {"q": "SA-T"}}
+    once = client.post(
+        "/buildings/hq/decisions/by-filter", json=by_filter, headers={"Idempotency-Key": "f-1"}
+    )
+    twice = client.post(
+        "/buildings/hq/decisions/by-filter", json=by_filter, headers={"Idempotency-Key": "f-1"}
+    )
+    assert once.status_code == twice.status_code == 200 and twice.json()["batch"] == once.json()["batch"]
+
+
+def test_decisions_arriving_together_are_applied_together_each_its_own_batch(platform: Platform) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api._service import Decision
+    from core.errors import OsedError
+    from mapper import RawPoint
+
+    platform.import_points("b", [RawPoint(f"VAV-{i}.ZN-T", unit="°F") for i in range(24)])
+    iri = platform.graph_iri("b")
+    writes = platform.store.version(iri)[1]
+    start = threading.Barrier(24)
+
+    def decide(i: int) -> object:
+        start.wait()
+        point = f"VAV-{i}.ZN-T" if i % 8 else "no such point"
+        try:
+            return platform.decide("b", [Decision(point=point, action="reject")], f"user{i}")
+        except OsedError as exc:
+            return exc
+
+    with ThreadPoolExecutor(24) as pool:
+        results = list(pool.map(decide, range(24)))
+    refused = [r for r in results if isinstance(r, OsedError)]
+    assert len(refused) == 3 and all("no point" in str(r) for r in refused)
+    batches = {r.batch for r in results if not isinstance(r, OsedError)}
+    assert len(batches) == 21
+    statuses = {r.name: r.status for r in platform.points("b", limit=100)[1]}
+    assert sum(1 for s in statuses.values() if s == "rejected") == 21
+    # Fewer model writes than decisions: those that waited were applied in one relabel.
+    assert platform.store.version(iri)[1] - writes < 12
+    undone = platform.undo("b", "user1")
+    assert undone.decided == 1
+    assert {r.name: r.status for r in platform.points("b", limit=100)[1]}["VAV-1.ZN-T"] == "suggested"
