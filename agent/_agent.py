@@ -482,6 +482,7 @@ class LabelingAgent:
                 alternatives=tuple(c for c, _ in draft.decided.most_common(3)[1:]),
                 reason=f"a reviewer confirmed '{point.name}' as {cls}",
                 equipment=draft.equipment,
+                locations=parsed.locations,
                 source="example",
             )
         evidence, ranked, borrowed = draft.evidence, draft.ranked, draft.borrowed
@@ -492,6 +493,7 @@ class LabelingAgent:
                 confidence=0.0,
                 reason="nothing in the name, unit or type is recognisable",
                 equipment=draft.equipment,
+                locations=parsed.locations,
             )
         factors = self._factors(draft)
         confidence = self.calibration(factors)
@@ -515,6 +517,7 @@ class LabelingAgent:
                 alternatives=(top.name, *alternatives[:1]),
                 reason=f"unsure (best guess {top.name}); {reason}",
                 equipment=draft.equipment,
+                locations=parsed.locations,
                 factors=shown,
             )
         return Suggestion(
@@ -523,6 +526,7 @@ class LabelingAgent:
             alternatives=alternatives,
             reason=reason,
             equipment=draft.equipment,
+            locations=parsed.locations,
             source="example" if borrowed and borrowed[1] == top.name else "agent",
             factors=shown,
         )

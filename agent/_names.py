@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import LabelingError
-from mapper import EquipmentRef
+from mapper import EquipmentRef, LocationRef
 
 _DELIMS = re.compile(r"[^0-9A-Za-zÀ-ÖØ-öø-ÿĀ-ž.]+|\.{2,}|(?<![0-9])\.|\.(?![0-9])")
 _CAMEL = re.compile(r"(?<=[a-zà-ÿ])(?=[A-ZÀ-Ý])|(?<=[A-ZÀ-Ý])(?=[A-ZÀ-Ý][a-zà-ÿ]{2,})")
@@ -232,7 +232,7 @@ class ParsedName:
     tags: tuple[str, ...]  # Brick tags from expanded tokens, in order
     unknown: tuple[str, ...]  # tokens the knowledge base does not know
     equipment: EquipmentRef | None = None
-    locations: tuple[str, ...] = ()
+    locations: tuple[LocationRef, ...] = ()
     context: tuple[str, ...] = ()  # tags the surroundings imply (a VAV's flow is supply flow)
     #: Tags from words outside the point function (the equipment or place it sits in).
     around: tuple[str, ...] = ()
@@ -420,7 +420,7 @@ class NameParser:
         unknown: list[str] = []
         expansions: list[tuple[str, str]] = []
         equipment: list[EquipmentRef] = []
-        locations: list[str] = []
+        locations: list[LocationRef] = []
         context: list[str] = []
         for key in keys:
             context.extend(kb.context.get(key, ()))
@@ -441,7 +441,9 @@ class NameParser:
                     equipment.append(EquipmentRef(brick_class=cls, name=label, parent=parent))
                 else:
                     context.extend(kb.context.get(_key(cls), ()))
-                    locations.append(label)
+                    # A room named after a floor is in that floor (FL-2 RM-201).
+                    floor = locations[-1] if locations and locations[-1].brick_class == "Floor" else None
+                    locations.append(LocationRef(brick_class=cls, name=label, parent=floor))
                 i += width
                 continue
             phrase = self._phrase(keys, i)

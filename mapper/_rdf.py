@@ -18,10 +18,12 @@ from mapper._records import (
     EquipmentRef,
     HomeAssistantAddress,
     LabeledPoint,
+    LocationRef,
     ModbusAddress,
     MQTTAddress,
     RawPoint,
 )
+from mapper._s223 import REC, add_location, add_topology
 from ontology import BACNET, BRICK, OSED, QUDT, REF, S223, Ontology
 
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
@@ -124,17 +126,44 @@ def build_model(
     g.bind("ref", REF)
     g.bind("bacnet", BACNET)
     site = building_iri(base, building)
-    g.add((site, RDF.type, BRICK.Building))
+    g.add((site, RDF.type, REC.Building))  # brick:Building is deprecated in Brick 1.5
     g.add((site, RDF.type, OSED.Building))
     g.add((site, RDFS.label, Literal(building_label or building)))
     g.add((site, OSED.buildingId, Literal(building)))
+    placed: list[tuple[URIRef, LabeledPoint]] = []
+    equipment_nodes: dict[str, URIRef] = {}
+    location_nodes: dict[str, URIRef] = {}
     for labeled, identity in zip(points, point_identities([p.raw for p in points]), strict=True):
         iri = point_iri(base, building, identity, labeled.raw.name)
         _add_point(g, ontology, iri, labeled, identity)
+        placed.append((iri, labeled))
         equipment = labeled.suggestion.equipment
-        if equipment and labeled.brick_class:
-            g.add((iri, BRICK.isPointOf, _add_equipment(g, base, building, site, equipment)))
+        if equipment is not None:
+            # Abstained points belong to their equipment too: the name says so.
+            node = _add_equipment(g, base, building, site, equipment, equipment_nodes, labeled.raw.name)
+            g.add((iri, BRICK.isPointOf, node))
+            g.add((node, BRICK.hasPoint, iri))
+        for loc in labeled.suggestion.locations:
+            _add_location(g, base, building, site, loc, location_nodes, labeled.raw.name)
+    add_topology(g, ontology, site, placed, equipment_nodes, location_nodes)
     return g
+
+
+def _add_location(
+    g: Graph,
+    base: str,
+    building: str,
+    site: URIRef,
+    loc: LocationRef,
+    nodes: dict[str, URIRef],
+    name: str,
+) -> URIRef:
+    node = nodes.get(loc.key())
+    if node is None:
+        parent = _add_location(g, base, building, site, loc.parent, nodes, name) if loc.parent else None
+        node = nodes[loc.key()] = URIRef(f"{building_iri(base, building)}/space/{slug(loc.key())}")
+        add_location(g, site, node, loc, parent, [name])
+    return node
 
 
 def _add_point(g: Graph, ontology: Ontology, iri: URIRef, labeled: LabeledPoint, identity: str) -> None:
@@ -259,15 +288,26 @@ def _add_reference(g: Graph, ref: URIRef, address: Address, labeled: LabeledPoin
             g.add((ref, OSED.mqttCommandTopic, Literal(address.command_topic)))
 
 
-def _add_equipment(g: Graph, base: str, building: str, site: URIRef, equipment: EquipmentRef) -> URIRef:
-    iri = equipment_iri(base, building, equipment)
-    if (iri, RDF.type, None) not in g:
+def _add_equipment(
+    g: Graph,
+    base: str,
+    building: str,
+    site: URIRef,
+    equipment: EquipmentRef,
+    nodes: dict[str, URIRef],
+    name: str,
+) -> URIRef:
+    """The Brick node of a piece of equipment (and its parents); how it relates to its
+    parent (part of it, or fed by it) is the topology's to say (mapper._s223)."""
+    iri = nodes.get(equipment.key())
+    if iri is None:
+        iri = nodes[equipment.key()] = equipment_iri(base, building, equipment)
         g.add((iri, RDF.type, BRICK[equipment.brick_class]))
         g.add((iri, RDFS.label, Literal(equipment.name)))
         g.add((iri, BRICK.hasLocation, site))
-    if equipment.parent is not None:
-        parent = _add_equipment(g, base, building, site, equipment.parent)
-        g.add((parent, BRICK.feeds, iri))
+        g.add((site, BRICK.isLocationOf, iri))
+        if equipment.parent is not None:
+            _add_equipment(g, base, building, site, equipment.parent, nodes, name)
     return iri
 
 

@@ -139,6 +139,19 @@ class EquipmentRef:
 
 
 @dataclass(frozen=True)
+class LocationRef:
+    """A floor, room or space a point's name carries (``FL-2``, ``RM-4144``); ``parent`` is
+    the location it sits in when the name gives both (the room's floor)."""
+
+    brick_class: str
+    name: str
+    parent: LocationRef | None = None
+
+    def key(self) -> str:
+        return self.name.upper()
+
+
+@dataclass(frozen=True)
 class Suggestion:
     """The agent's answer for one point. ``brick_class`` is None when it abstains."""
 
@@ -150,6 +163,8 @@ class Suggestion:
     source: str = "agent"  # agent | example | llm
     #: What the confidence rests on, as (factor, value) (see agent._calibration.FACTORS).
     factors: tuple[tuple[str, float], ...] = ()
+    #: Floors, rooms and spaces the name carries, outermost first.
+    locations: tuple[LocationRef, ...] = ()
 
 
 @dataclass(frozen=True)

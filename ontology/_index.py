@@ -37,7 +37,8 @@ POINT_KINDS = ("Sensor", "Setpoint", "Command", "Status", "Alarm", "Parameter")
 _ROOTS = ("Point", "Equipment", "Location", "Collection", "Measurable", "Substance")
 
 #: Bump when the JSON layout or the extraction changes.
-_CACHE_LAYOUT = 3
+_CACHE_LAYOUT = 4
+_REC = "https://w3id.org/rec#"
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class ClassIndex:
     brick: dict[str, BrickClass]
     s223_parents: dict[str, tuple[str, ...]]
     brick_quantities: dict[str, str] = field(default_factory=dict)
+    #: Superclasses of the RealEstateCore location classes Brick 1.5 uses (rec:Room,
+    #: rec:Level...), from Brick's own file.
+    rec_parents: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -91,7 +95,8 @@ class ClassIndex:
     def build(cls) -> ClassIndex:
         brick = _read_brick(_paths.brick_ttl())
         s223 = _read_s223_hierarchy(_paths.s223_ttl())
-        return cls(brick=brick[0], s223_parents=s223, brick_quantities=brick[1])
+        rec = _read_hierarchy(_paths.brick_ttl(), _REC)
+        return cls(brick=brick[0], s223_parents=s223, brick_quantities=brick[1], rec_parents=rec)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -99,6 +104,7 @@ class ClassIndex:
             "brick": [asdict(c) for c in self.brick.values()],
             "s223": {k: list(v) for k, v in self.s223_parents.items()},
             "brick_quantities": self.brick_quantities,
+            "rec": {k: list(v) for k, v in self.rec_parents.items()},
         }
 
     @classmethod
@@ -116,10 +122,13 @@ class ClassIndex:
         assert isinstance(s223, dict)
         quantities = data.get("brick_quantities", {})
         assert isinstance(quantities, dict)
+        rec = data.get("rec", {})
+        assert isinstance(rec, dict)
         return cls(
             brick=brick,
             s223_parents={k: tuple(v) for k, v in s223.items()},
             brick_quantities=quantities,
+            rec_parents={k: tuple(v) for k, v in rec.items()},
         )
 
     # -- lookups ------------------------------------------------------------------------
@@ -319,7 +328,8 @@ def _read_brick(path: Path) -> tuple[dict[str, BrickClass], dict[str, str]]:
     return classes, quantities
 
 
-def _read_s223_hierarchy(path: Path) -> dict[str, tuple[str, ...]]:
+def _read_hierarchy(path: Path, namespace: str) -> dict[str, tuple[str, ...]]:
+    """Direct superclasses of the classes of ``namespace`` declared in ``path``."""
     parents: dict[str, list[str]] = defaultdict(list)
     for t in _triples(path):
         s, p, o = t.subject, t.predicate.value, t.object
@@ -327,12 +337,17 @@ def _read_s223_hierarchy(path: Path) -> dict[str, tuple[str, ...]]:
             p == _SUBCLASS
             and isinstance(s, ox.NamedNode)
             and isinstance(o, ox.NamedNode)
-            and s.value.startswith(str(S223))
+            and s.value.startswith(namespace)
         ):
             parents[s.value].append(o.value)
+    return {k: tuple(v) for k, v in parents.items()}
+
+
+def _read_s223_hierarchy(path: Path) -> dict[str, tuple[str, ...]]:
+    parents = _read_hierarchy(path, str(S223))
     if str(S223) + "QuantifiableObservableProperty" not in parents:
         raise OntologyError(f"{path} does not look like the ASHRAE 223P ontology")
-    return {k: tuple(v) for k, v in parents.items()}
+    return parents
 
 
 def qk_local(iri: str) -> str:

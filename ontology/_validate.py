@@ -260,6 +260,7 @@ class Validator:
             for parent in (
                 *self._osed_parents.get(cur, ()),
                 *self._index.s223_parents.get(cur, ()),
+                *self._index.rec_parents.get(cur, ()),
             ):
                 if parent not in out:
                     out.append(parent)

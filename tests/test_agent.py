@@ -19,7 +19,7 @@ def test_parser_finds_equipment_locations_and_french_terms() -> None:
     parsed = parser.parse("AHU1.VAV-2-03.DA-T")
     assert parsed.equipment is not None and parsed.equipment.name == "VAV-2-03"
     assert parsed.equipment.parent is not None and parsed.equipment.parent.brick_class == "AHU"
-    assert parser.parse("EBU3B.RM-4144..ZN-T").locations == ("RM-4144",)
+    assert [loc.name for loc in parser.parse("EBU3B.RM-4144..ZN-T").locations] == ["RM-4144"]
     assert set(parser.parse("VOLET_AIR_NEUF").tags) == {"Damper", "Outside", "Air"}
     assert set(parser.parse("CONS_TEMP").tags) == {"Setpoint", "Temperature"}
 

@@ -161,7 +161,7 @@ def test_french_equipment_prefixes(parser: NameParser, name: str, equipment: str
     ],
 )
 def test_french_location_prefixes(parser: NameParser, name: str, label: str) -> None:
-    assert parser.parse(name).locations == (label,)
+    assert [loc.name for loc in parser.parse(name).locations] == [label]
 
 
 def test_base_words_keep_their_english_meaning() -> None:
