@@ -368,6 +368,20 @@ def _without_numbering(tokens: list[str], numbering: frozenset[str]) -> list[str
     ]
 
 
+def _hyphened(text: str, tokens: list[str]) -> list[bool]:
+    """For each token, whether a single hyphen joins it to the previous one (``MTR-MAIN``)."""
+    out: list[bool] = []
+    pos = 0
+    for tok in tokens:
+        at = text.find(tok, pos)
+        if at < 0:
+            out.append(False)
+            continue
+        out.append(text[pos:at] == "-")
+        pos = at + len(tok)
+    return out
+
+
 def _glued(text: str, tokens: list[str]) -> list[bool]:
     """For each token, whether it follows the previous one with nothing between them in
     the name (``03A``: yes; ``1 M``: no). Tokens the text does not spell as such count as
@@ -415,7 +429,8 @@ class NameParser:
         kb = self.knowledge
         tokens = _without_numbering(tokenize(name, self._keep), kb.numbering)
         keys = [_key(t) for t in tokens]
-        glued = _glued(_normalise(unescape(name[:_MAX_NAME])), tokens)
+        text = _normalise(unescape(name[:_MAX_NAME]))
+        glued, hyphened = _glued(text, tokens), _hyphened(text, tokens)
         tags: list[str] = []
         unknown: list[str] = []
         expansions: list[tuple[str, str]] = []
@@ -432,7 +447,7 @@ class NameParser:
         i = 0
         while i < len(keys):
             owner.extend([i - 1] * (len(tags) - len(owner)))
-            ident = self._identifier(keys, tokens, i, glued)
+            ident = self._identifier(keys, tokens, i, glued, hyphened)
             if ident is not None:
                 kind, cls, label, width = ident
                 if kind == "equipment":
@@ -518,9 +533,11 @@ class NameParser:
         return bool(kb.tokens.get(key)) or self._compose(key) is not None
 
     def _identifier(
-        self, keys: list[str], tokens: list[str], i: int, glued: list[bool]
+        self, keys: list[str], tokens: list[str], i: int, glued: list[bool], hyphened: list[bool]
     ) -> tuple[str, str, str, int] | None:
-        """Equipment or location prefix followed by a number: AHU-1, VAV 2-03, RM-4144."""
+        """Equipment or location prefix followed by a number: AHU-1, VAV 2-03, RM-4144; or an
+        equipment prefix hyphened to a word the knowledge base does not know and that is
+        not the last word (MTR-MAIN kW, MTR-HVAC Demand kW: the meter's own name)."""
         kb = self.knowledge
         key = keys[i]
         table = (
@@ -549,7 +566,27 @@ class NameParser:
             if numbers:
                 label = f"{tokens[i].upper()}-{'-'.join(numbers)}"
                 return kind, cls, label, j - i
+            nxt = i + 1
+            if (
+                kind == "equipment"
+                and nxt < len(keys) - 1
+                and hyphened[nxt]
+                and keys[nxt].isalpha()
+                and 2 <= len(keys[nxt]) <= 12
+                and not self._known(keys[nxt])
+            ):
+                return kind, cls, f"{tokens[i].upper()}-{tokens[nxt].upper()}", 2
         return None
+
+    def _known(self, key: str) -> bool:
+        kb = self.knowledge
+        return (
+            key in kb.tokens
+            or key in kb.equipment
+            or key in kb.locations
+            or key in kb.numbering
+            or self._compose(key) is not None
+        )
 
     def _compose(self, key: str) -> tuple[str, ...] | None:
         """``rah`` -> Return Air Humidity: a stream prefix glued to a measurement suffix."""

@@ -320,3 +320,15 @@ def test_a_word_two_languages_mean_differently_is_read_in_the_lists_language(ont
     english = agent.suggest([RawPoint("CH-1 LEAVING WATER TEMP"), RawPoint("AHU-1 SUPPLY AIR TEMP")])
     assert agent.language is None and english[0].equipment is not None
     assert english[0].equipment.brick_class == "Chiller"
+
+
+def test_equipment_named_by_a_word_is_equipment() -> None:
+    """MTR-MAIN kW is a point of the meter MTR-MAIN (the word is its name), not a point of
+    nothing; a known word after the prefix stays a word (AHU-SA-T)."""
+    parser = NameParser(Knowledge.load())
+    meter = parser.parse("MTR-MAIN kW").equipment
+    assert meter is not None and (meter.brick_class, meter.name) == ("Electrical_Meter", "MTR-MAIN")
+    assert parser.parse("AHU-SA-T").equipment is None
+    assert parser.parse("MTR-MAIN").equipment is None  # the word is the whole point
+    wh = parser.parse("WH-1 kW").equipment
+    assert wh is not None and wh.name == "WH-1"
