@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,6 +23,8 @@ _KEYWORD = re.compile(
     re.IGNORECASE,
 )
 _COMMENT = re.compile(r"(?m)#[^\n<>\"']*$")
+#: The triple a graph loaded by ``ensure_graph`` carries about itself: the key of its content.
+CONTENT_KEY = "https://w3id.org/osed/ns#contentKey"
 
 
 class StoreSettings(BaseModel):
@@ -69,6 +71,11 @@ def to_ntriples(data: Graph, graph_iri: str) -> bytes:
     except Exception as exc:
         raise GraphStoreError(f"graph <{graph_iri}> not stored: invalid RDF: {exc}") from exc
     return out if isinstance(out, bytes) else out.encode("utf-8")
+
+
+def is_sparql_key(key: str) -> bool:
+    """A key that can stand inside a SPARQL string as it is."""
+    return re.fullmatch(r"[A-Za-z0-9._:-]{1,200}", key) is not None
 
 
 def query_form(sparql: str) -> str:
@@ -144,6 +151,29 @@ class GraphStore(ABC):
     @abstractmethod
     def graphs(self) -> list[str]:
         """The IRIs of all non-empty named graphs."""
+
+    def ensure_graph(self, graph_iri: str, key: str, content: Callable[[], bytes]) -> bool:
+        """Make the named graph hold ``content()`` (N-Triples), unless it already holds the
+        content ``key`` names: a graph derived from files (the ontologies) is written once,
+        and again only when the files change. The key triple is written with the content (in
+        the same load), so a graph left without its key by a killed write is written again.
+        Returns whether it was written."""
+        if not is_sparql_key(key):
+            raise GraphStoreError(f"invalid content key {key[:80]!r}")
+        stored = self.query(f'ASK {{ GRAPH <{graph_iri}> {{ <{graph_iri}> <{CONTENT_KEY}> "{key}" }} }}')
+        if stored.boolean:
+            return False
+        payload = content()
+        marker = f'<{graph_iri}> <{CONTENT_KEY}> "{key}" .\n'.encode()
+        try:
+            self._put_ntriples(graph_iri, payload + (b"" if payload.endswith(b"\n") else b"\n") + marker)
+        finally:
+            self._wrote([graph_iri])
+        return True
+
+    @abstractmethod
+    def _put_ntriples(self, graph_iri: str, payload: bytes) -> None:
+        """Replace one named graph with N-Triples; its new content arrives whole."""
 
     def has_graph(self, graph_iri: str) -> bool:
         """Whether the named graph holds a triple (``graph_iri in graphs()``, without listing

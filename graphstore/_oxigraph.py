@@ -160,6 +160,21 @@ class OxigraphStore(GraphStore):
         updates, writes = self.version(graph_iri)
         return updates, writes - 1
 
+    def _put_ntriples(self, graph_iri: str, payload: bytes) -> None:
+        """Two transactions when the graph exists: its removal, then the load (a SPARQL
+        update of ``DROP`` and 72,000 triples of ``INSERT DATA`` took 8.5 s, these 2 s).
+        The load carries the content key, so a process killed in between leaves a graph
+        without its key, which the next ``ensure_graph`` writes again."""
+        with self._write_lock:
+            self._lines.pop(graph_iri, None)
+            node = ox.NamedNode(graph_iri)
+            try:
+                if self._store.contains_named_graph(node):
+                    self._store.remove_graph(node)
+                self._store.load(payload, format=ox.RdfFormat.N_TRIPLES, to_graph=node)
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise GraphStoreError(f"graph <{graph_iri}> not stored: {exc}") from exc
+
     def drop_graph(self, graph_iri: str) -> None:
         with self._write_lock:
             node = ox.NamedNode(graph_iri)

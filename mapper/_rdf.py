@@ -24,7 +24,7 @@ from mapper._records import (
     RawPoint,
 )
 from mapper._s223 import REC, add_location, add_topology
-from ontology import BACNET, BRICK, OSED, QUDT, REF, S223, Ontology
+from ontology import BACNET, BRICK, ONTOLOGY_GRAPH_NAME, OSED, QUDT, REF, S223, Ontology
 
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 _REFERENCE_CLASS = {
@@ -45,8 +45,8 @@ BUILDING_ID_RULE = (
     "a building id is 1 to 64 characters, each a letter A-Z or a-z, a digit, '.', '_' or '-', "
     "the first a letter or digit"
 )
-#: Graphs the platform names beside the buildings' own (``{base}topology``).
-RESERVED_BUILDING_IDS = frozenset({"topology"})
+#: Graphs the platform names beside the buildings' own (``{base}topology``, ``{base}ontology``).
+RESERVED_BUILDING_IDS = {"topology": "the grid topology graph", ONTOLOGY_GRAPH_NAME: "the ontology graph"}
 
 
 def slug(text: str, limit: int = 48) -> str:
@@ -60,7 +60,7 @@ def check_building_id(building: str) -> str:
         shown = repr(building[:80]) if isinstance(building, str) else type(building).__name__
         raise InvalidBuildingId(f"invalid building id {shown}: {BUILDING_ID_RULE}")
     if building in RESERVED_BUILDING_IDS:
-        raise InvalidBuildingId(f"building id '{building}' is reserved for the grid topology graph")
+        raise InvalidBuildingId(f"building id '{building}' is reserved for {RESERVED_BUILDING_IDS[building]}")
     return building
 
 

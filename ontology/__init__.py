@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from ontology._graph import ONTOLOGY_GRAPH_NAME, OntologyGraph, ontology_graph_iri
 from ontology._index import POINT_KINDS, BrickClass, ClassIndex, qk_local
 from ontology._paths import BRICK_VERSION
 from ontology._units import Unit, UnitTable, normalise_unit_text
@@ -44,6 +45,11 @@ class Ontology:
         return cls(index=ClassIndex.load(cache_dir), units=UnitTable())
 
     @cached_property
+    def graph(self) -> OntologyGraph:
+        """The ontologies as the store's ontology graph holds them."""
+        return OntologyGraph.installed()
+
+    @cached_property
     def validator(self) -> Validator:
         return Validator(self.index, self.units)
 
@@ -52,6 +58,7 @@ __all__ = [
     "BACNET",
     "BRICK",
     "BRICK_VERSION",
+    "ONTOLOGY_GRAPH_NAME",
     "OSED",
     "POINT_KINDS",
     "PREFIXES",
@@ -65,6 +72,7 @@ __all__ = [
     "BrickClass",
     "ClassIndex",
     "Ontology",
+    "OntologyGraph",
     "Unit",
     "UnitTable",
     "ValidationReport",
@@ -72,6 +80,7 @@ __all__ = [
     "Validator",
     "is_sparql_iri",
     "normalise_unit_text",
+    "ontology_graph_iri",
     "qk_local",
     "sparql_iri",
     "sparql_prefixes",
