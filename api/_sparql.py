@@ -11,6 +11,7 @@ from rdflib import BNode, Literal, URIRef
 from rdflib.term import Identifier
 
 from graphstore import QueryResult
+from mapper import serialize_model
 
 JSON = "application/sparql-results+json"
 XML = "application/sparql-results+xml"
@@ -90,8 +91,7 @@ def _json_term(term: Identifier) -> dict[str, str]:
 def serialize(result: QueryResult, media: str) -> bytes:
     if result.kind == "graph":
         assert result.graph is not None
-        data = result.graph.serialize(format=_GRAPH_FORMATS[media], encoding="utf-8")
-        return data if isinstance(data, bytes) else data.encode("utf-8")
+        return serialize_model(result.graph, _GRAPH_FORMATS[media])
     if media == JSON:
         return json.dumps(results_json(result)).encode("utf-8")
     if media == XML:

@@ -64,6 +64,7 @@ from mapper import (
     discover_homeassistant,
     parse_column_map,
     read_points,
+    serialize_model,
 )
 
 log = logging.getLogger("osed.api")
@@ -619,8 +620,7 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
         graph = platform.building_graph(building)
         fmt = {"text/turtle": "turtle", JSONLD: "json-ld"}.get(media, "turtle")
         media = media if media in (TURTLE, JSONLD) else TURTLE
-        body = graph.serialize(format=fmt, encoding="utf-8")
-        return Response(body, media_type=media)
+        return Response(serialize_model(graph, fmt), media_type=media)
 
     @app.get(
         "/buildings/{building}/validation",

@@ -166,6 +166,7 @@ def label(
     """Label a point list with Brick classes (writes name, brick_class, confidence,
     alternatives, reason, equipment; brick_class is empty where the agent abstains)."""
     from api._service import check_building_id
+    from mapper import serialize_model
 
     platform = _platform()
     if abbreviations:
@@ -205,7 +206,7 @@ def label(
         check_building_id(building)
         model = platform.model(building, labeled)
         report = platform.ontology.validator.validate(model)
-        model.serialize(destination=str(model_out), format="turtle")
+        model_out.write_bytes(serialize_model(model, "turtle"))
         click.echo(f"model: {len(model)} triples, {report.summary()} -> {model_out}", err=True)
         if not report.conforms:
             click.echo("\n".join(report.to_text().splitlines()[1:12]), err=True)
@@ -462,11 +463,12 @@ def load(
 )
 def export(building: str, fmt: str, output: Path | None) -> None:
     """Export a building's model."""
+    from mapper import serialize_model
 
     platform = _platform()
     try:
         graph = platform.building_graph(building)
-        data = graph.serialize(format=fmt, encoding="utf-8")
+        data = serialize_model(graph, fmt)
         if output:
             output.write_bytes(data)
             click.echo(f"wrote {len(graph)} triples to {output}", err=True)
@@ -491,6 +493,7 @@ def query(sparql: str | None, query_file: Path | None, fmt: str) -> None:
     import json
 
     from api._sparql import results_json
+    from mapper import serialize_model
     from ontology import sparql_prefixes
 
     if query_file:
@@ -504,7 +507,7 @@ def query(sparql: str | None, query_file: Path | None, fmt: str) -> None:
         result = platform.store.user_query(sparql)  # in a worker process, killed at the timeout
         if result.kind == "graph":
             assert result.graph is not None
-            click.echo(result.graph.serialize(format="turtle"))
+            click.echo(serialize_model(result.graph, "turtle").decode("utf-8"))
         elif result.kind == "ask":
             click.echo("true" if result.boolean else "false")
         elif fmt == "json":

@@ -4,6 +4,7 @@ from mapper._bacnet import discover_bacnet
 from mapper._columns import ColumnChoice, ReadReport, header_spellings, parse_column_map
 from mapper._csv import decode_text, read_points_csv, sniff_delimiter, write_points_csv
 from mapper._discovery import discover_edgex, discover_homeassistant
+from mapper._export import ModelFormat, serialize_model
 from mapper._formats import FORMATS, detect_format, parse_zinc, read_points
 from mapper._graph import read_points_graph
 from mapper._rdf import (
@@ -35,10 +36,12 @@ from mapper._records import (
     SourceRef,
     Suggestion,
 )
+from mapper._s223 import REC, TopologySummary
 
 __all__ = [
     "BUILDING_ID_RULE",
     "FORMATS",
+    "REC",
     "REVIEW_STATUSES",
     "AdapterName",
     "Address",
@@ -51,11 +54,13 @@ __all__ = [
     "LocationRef",
     "MQTTAddress",
     "ModbusAddress",
+    "ModelFormat",
     "RawPoint",
     "ReadReport",
     "ReviewStatus",
     "SourceRef",
     "Suggestion",
+    "TopologySummary",
     "build_model",
     "building_id",
     "building_iri",
@@ -75,6 +80,7 @@ __all__ = [
     "read_points",
     "read_points_csv",
     "read_points_graph",
+    "serialize_model",
     "slug",
     "sniff_delimiter",
     "write_points_csv",

@@ -7,6 +7,8 @@ every error names the file, and the row and field where there is one.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import io
 import json
 import re
@@ -116,6 +118,38 @@ def read_points(
     kind = fmt or detect_format(source, data)
     if kind not in FORMATS:
         raise IngestError(f"unknown format '{kind}' (one of {', '.join(FORMATS)})", source=source)
+    return _recorded(_read(source, data, kind, column_map, sheet, rejected, report), source, data)
+
+
+def file_name(source: str) -> str:
+    """The last segment of a path as a client or this machine wrote it (``/`` or ``\\``)."""
+    return re.split(r"[\\/]", source)[-1] or source
+
+
+def _recorded(points: list[RawPoint], source: str, data: bytes) -> list[RawPoint]:
+    """Each point's source as the model records it: the file's name and the hash of its
+    bytes, so an export tells which upload it came from without naming a folder."""
+    digest = hashlib.sha256(data).hexdigest()
+    name = file_name(source)
+    out = []
+    for p in points:
+        if p.source is not None and p.source.source.startswith(source):
+            # A workbook's points say their sheet after the file: "list.xlsx [Points]".
+            where = name + p.source.source[len(source) :]
+            p = dataclasses.replace(p, source=SourceRef(where, p.source.row, digest))
+        out.append(p)
+    return out
+
+
+def _read(
+    source: str,
+    data: bytes,
+    kind: str,
+    column_map: dict[str, str] | None,
+    sheet: str | None,
+    rejected: list[IngestError] | None,
+    report: ReadReport | None,
+) -> list[RawPoint]:
     if kind in ("csv", "niagara"):
         return read_points_csv(source, data=data, column_map=column_map, rejected=rejected, report=report)
     if kind == "xlsx":

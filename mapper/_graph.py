@@ -68,7 +68,9 @@ def _point(graph: Graph, point: URIRef) -> RawPoint:
         writable=None if writable is None else str(writable) == "true",
         minimum=minimum,
         maximum=maximum,
-        source=SourceRef(source_file, int(str(row))) if source_file and row is not None else None,
+        source=SourceRef(source_file, int(str(row)), _text(graph, point, OSED.sourceSha256))
+        if source_file and row is not None
+        else None,
         address=address,
         reference=_text(graph, point, OSED.rawReference),
         present_value=_text(graph, point, OSED.rawPresentValue),

@@ -209,6 +209,8 @@ def _add_point(g: Graph, ontology: Ontology, iri: URIRef, labeled: LabeledPoint,
         g.add((iri, OSED.sourceFile, Literal(raw.source.source)))
         if raw.source.row is not None:
             g.add((iri, OSED.sourceRow, Literal(raw.source.row)))
+        if raw.source.sha256:
+            g.add((iri, OSED.sourceSha256, Literal(raw.source.sha256)))
     g.add((iri, OSED.reviewStatus, Literal(labeled.status)))
     g.add((iri, OSED.confidence, Literal(_decimal(suggestion.confidence), datatype=XSD.decimal)))
     if suggestion.brick_class:

@@ -85,10 +85,14 @@ Address = BACnetAddress | EdgeXAddress | HomeAssistantAddress | ModbusAddress | 
 
 @dataclass(frozen=True)
 class SourceRef:
-    """Where a point came from: a file and 1-based data row, or a device."""
+    """Where a point came from: a file and 1-based data row, or a device.
+
+    For a file, ``source`` is its name without a folder (the model names no path of the
+    machine that imported it) and ``sha256`` the hex digest of its bytes."""
 
     source: str
     row: int | None = None
+    sha256: str = ""
 
     def __str__(self) -> str:
         return f"{self.source}, row {self.row}" if self.row is not None else self.source

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rdflib import Namespace
+from rdflib import Graph, Namespace
 
 from core.errors import QueryError
 
@@ -19,6 +19,8 @@ UNIT = Namespace("http://qudt.org/vocab/unit/")
 PROV = Namespace("http://www.w3.org/ns/prov#")
 #: The project's own vocabulary (provenance of labels, adapter references, review state).
 OSED = Namespace("https://w3id.org/osed/ns#")
+#: RealEstateCore: the location classes Brick 1.5 uses (rec:Building, rec:Room, rec:Level).
+REC = Namespace("https://w3id.org/rec#")
 
 PREFIXES: dict[str, str] = {
     "brick": str(BRICK),
@@ -27,16 +29,32 @@ PREFIXES: dict[str, str] = {
     "s223": str(S223),
     "bacnet": str(BACNET),
     "qudt": str(QUDT),
+    "quantitykind": str(QK),
+    # The name earlier queries used for quantity kinds (kept so they still run).
     "qudtqk": str(QK),
     "unit": str(UNIT),
     "prov": str(PROV),
     "osed": str(OSED),
+    "rec": str(REC),
     "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
     "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
     "owl": "http://www.w3.org/2002/07/owl#",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
     "skos": "http://www.w3.org/2004/02/skos/core#",
 }
+
+
+#: The prefixes an export is written with, one per namespace: the names the Brick and 223P
+#: documentation uses, so a model reads as their examples do.
+EXPORT_PREFIXES: dict[str, str] = {p: iri for p, iri in PREFIXES.items() if p != "qudtqk"}
+
+
+def bind_prefixes(graph: Graph) -> Graph:
+    """``graph`` with every export prefix bound (replacing rdflib's ``ns1``... and any other
+    name a namespace had), for Turtle and JSON-LD that read like the standards' examples."""
+    for prefix, iri in EXPORT_PREFIXES.items():
+        graph.bind(prefix, Namespace(iri), override=True, replace=True)
+    return graph
 
 
 def sparql_prefixes() -> str:
