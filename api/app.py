@@ -189,6 +189,9 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Threads for the routes that block (pages, models, validation): few, so the event
+        # loop and the decisions' committer keep their share of the interpreter lock.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api.threads
         # The server owns lease expiry while it runs: the first pass undoes writes left
         # without an outcome and reverts what expired while it was down; then each lease
         # is reverted at its expiry, leases other processes add are seen within

@@ -54,6 +54,10 @@ class ApiSettings(BaseModel):
     #: SPARQL queries one client (user, token, or address when anonymous) may have in
     #: progress at once; one more is answered 429.
     sparql_per_client: int = Field(default=2, ge=1)
+    #: Threads answering the routes that block (pages, models, validation). Python runs
+    #: one thread at a time: more threads than cores only make the event loop and the
+    #: decisions' committer wait longer for their turn (anyio's default is 40).
+    threads: int = Field(default=8, ge=1)
     #: The built-in user store (``osed user add``); default ``<data_dir>/users.json``.
     users_file: Path | None = None
     #: How long a sign-in lasts.

@@ -14,12 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from rdflib import RDF, RDFS, Graph, Literal, URIRef
 
-from agent import point_signature
+from agent import ClassRetriever, point_signature
 from api import _paging
-from api._service import Decision, Platform, PointFilter
+from api._service import Decision, Platform, PointFilter, _RememberingRetriever
 from api._users import UserStore, hash_password, verify_password
 from api.app import create_app
 from api.settings import Settings
+from core.errors import OsedError
 from eval.paging import synthetic_points
 from graphstore import OxigraphStore
 from mapper import LabeledPoint, RawPoint, Suggestion, build_model, read_points
@@ -441,3 +442,105 @@ def test_the_point_index_follows_the_model_however_it_was_written(mixed: TestCli
     )
     assert names(order="desc")[0] == "ZZZ last"
     assert len(names(sort="status")) == len(stored_points(platform, "mixed"))
+
+
+def test_a_request_refused_half_way_leaves_the_others_and_the_state_intact(platform: Platform) -> None:
+    platform.import_points("b", [RawPoint(f"VAV-{i}.ZN-T", unit="°F") for i in range(4)])
+    # Held so the requests below wait and are applied together in one relabel.
+    with platform.write_lock:
+        ahead = platform.submit_decisions("b", [Decision(point="VAV-3.ZN-T", action="confirm")], "u0")
+        ok = platform.submit_decisions("b", [Decision(point="VAV-0.ZN-T", action="reject")], "u1")
+        # Its first decision is applied to the building's state before its second is refused.
+        half = platform.submit_decisions(
+            "b",
+            [
+                Decision(point="VAV-1.ZN-T", action="reject"),
+                Decision(point="VAV-2.ZN-T", action="correct", brick_class="Flux_Capacitor"),
+            ],
+            "u2",
+        )
+        after = platform.submit_decisions("b", [Decision(point="VAV-2.ZN-T", action="reject")], "u3")
+    assert ahead.result(60).decided == ok.result(60).decided == after.result(60).decided == 1
+    with pytest.raises(OsedError, match="Flux_Capacitor"):
+        half.result(60)
+    statuses = {r.name: r.status for r in platform.points("b", limit=10)[1]}
+    assert statuses == {
+        "VAV-0.ZN-T": "rejected",
+        "VAV-1.ZN-T": "suggested",
+        "VAV-2.ZN-T": "rejected",
+        "VAV-3.ZN-T": "confirmed",
+    }
+    history = platform.store.query(
+        f"SELECT ?d WHERE {{ GRAPH <{platform.provenance_iri('b')}> {{ ?d <{OSED.point}> ?p . "
+        f'?p <{OSED.rawName}> "VAV-1.ZN-T" }} }}'
+    )
+    assert not history.rows
+    # What the platform keeps of the building agrees: the point is still as the page shows it.
+    again = platform.decide(
+        "b", [Decision(point="VAV-1.ZN-T", action="confirm", expected_status="suggested")], "u2"
+    )
+    assert again.decided == 1
+
+
+def test_a_page_after_a_write_shows_the_new_state(platform: Platform) -> None:
+    with _client(platform) as c:
+        row = c.get("/buildings/hq/points", params={"q": "ZN-T"}).json()["items"][0]
+        assert row["status"] == "suggested"
+        c.get("/buildings/hq/points")  # every row read once and kept
+        assert (
+            c.post(
+                "/buildings/hq/decisions", json={"decisions": [{"point": row["iri"], "action": "reject"}]}
+            ).status_code
+            == 200
+        )
+        shown = {r["iri"]: r for r in c.get("/buildings/hq/points").json()["items"]}
+        assert shown[row["iri"]]["status"] == "rejected"
+        assert c.post("/buildings/hq/undo").status_code == 200
+        assert (
+            c.get("/buildings/hq/points", params={"point": row["iri"]}).json()["items"][0]["status"]
+            == "suggested"
+        )
+        # A SPARQL update (any graph) and a new import are writes too.
+        platform.store.update(
+            f"DELETE {{ GRAPH ?g {{ <{row['iri']}> <{OSED.rawDescription}> ?d }} }} "
+            f'INSERT {{ GRAPH ?g {{ <{row["iri"]}> <{OSED.rawDescription}> "moved" }} }} '
+            f"WHERE {{ GRAPH ?g {{ <{row['iri']}> <{OSED.rawName}> ?n OPTIONAL {{ <{row['iri']}> "
+            f"<{OSED.rawDescription}> ?d }} }} }}"
+        )
+        assert (
+            c.get("/buildings/hq/points", params={"point": row["iri"]}).json()["items"][0]["description"]
+            == "moved"
+        )
+        platform.import_points("hq", [RawPoint(row["name"], description="imported again")])
+        assert [r["description"] for r in c.get("/buildings/hq/points").json()["items"]] == ["imported again"]
+
+
+def test_a_shared_store_is_read_for_every_page(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _client(platform) as c:
+        c.get("/buildings/hq/points")
+        iri = c.get("/buildings/hq/points", params={"q": "ZN-T"}).json()["items"][0]["iri"]
+        # As another client of a remote store would: a write this platform does not see.
+        monkeypatch.setattr(type(platform.store), "exclusive", False)
+        raw_store = platform.store._store  # type: ignore[attr-defined]
+        raw_store.update(
+            f'INSERT DATA {{ GRAPH <{platform.graph_iri("hq")}> {{ <{iri}> <{OSED.rawUnit}> "furlong" }} }}'
+        )
+        unit = c.get("/buildings/hq/points", params={"point": iri}).json()["items"][0]["unit"]
+        assert "furlong" in unit
+
+
+def test_the_class_search_is_asked_once_per_text(ontology: Ontology, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[list[str]] = []
+
+    def search(self: object, texts: list[str], k: int = 10) -> list[list[tuple[str, float]]]:
+        asked.append(list(texts))
+        return [[(f"{t}/{k}", 0.5)] for t in texts]
+
+    monkeypatch.setattr(ClassRetriever, "search", search)
+    retriever = _RememberingRetriever(ontology, None)
+    assert retriever.search(["a", "b", "a"]) == [[("a/10", 0.5)], [("b/10", 0.5)], [("a/10", 0.5)]]
+    assert retriever.search(["b", "c"]) == [[("b/10", 0.5)], [("c/10", 0.5)]]
+    assert retriever.search(["c"], k=3) == [[("c/3", 0.5)]]
+    assert asked == [["a", "b"], ["c"], ["c"]]
+    retriever.search(["a"])[0].append(("changed by a caller", 1.0))
+    assert retriever.search(["a"]) == [[("a/10", 0.5)]]
