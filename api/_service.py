@@ -60,6 +60,7 @@ from ontology import (
     PROV,
     Ontology,
     ValidationReport,
+    ontology_graph_iri,
     sparql_iri,
     sparql_prefixes,
 )
@@ -246,6 +247,7 @@ class Platform:
         if self._store is None:
             self._store = open_store(self.settings.store, self.settings.store_path())
         _move_truncated_buildings(self._store, self.settings.base_iri)
+        _install_ontology_graph(self._store, self.ontology, self.settings.base_iri)
         return self._store
 
     @cached_property
@@ -1045,6 +1047,16 @@ def _agent_iri(user: str) -> URIRef:
     """The provenance agent of a caller: the name percent-encoded, so two callers (``a@b``
     and ``a_b``, a user and ``token:…``) are never one agent."""
     return URIRef("urn:osed:user:" + quote(user, safe="@"))
+
+
+def _install_ontology_graph(store: GraphStore, ontology: Ontology, base: str) -> None:
+    """Brick, 223P and the QUDT subset in the store's ontology graph, so class-hierarchy
+    queries work; written when the store lacks the installed files' version (first open, an
+    upgrade), else only checked (one ASK)."""
+    graph = ontology.graph
+    started = time.monotonic()
+    if store.ensure_graph(ontology_graph_iri(base), graph.key, lambda: graph.ntriples):
+        log.info("ontology graph written to the store in %.1f s", time.monotonic() - started)
 
 
 def _move_truncated_buildings(store: GraphStore, base: str) -> None:
