@@ -5,7 +5,7 @@ from agent._calibration import FACTORS, Calibration, fit_isotonic
 from agent._calibration import fit_calibration as fit_confidence
 from agent._llm import LLMConfig, LLMRefiner, openai_compatible_model
 from agent._names import Knowledge, NameParser, ParsedName, point_signature, tokenize
-from agent._retrieval import ClassRetriever, MiniLMEmbedding, class_documents
+from agent._retrieval import ClassRetriever, MiniLMEmbedding, class_documents, s223_documents
 
 __all__ = [
     "FACTORS",
@@ -25,5 +25,6 @@ __all__ = [
     "fit_isotonic",
     "openai_compatible_model",
     "point_signature",
+    "s223_documents",
     "tokenize",
 ]

@@ -19,15 +19,19 @@ from pydantic import SecretStr
 
 from core.errors import LabelingError
 from mapper import RawPoint, Suggestion
-from ontology import Ontology, qk_local
+from ontology import S223_KINDS, Ontology, S223Kind, qk_local
 
 log = logging.getLogger(__name__)
+#: Finds 223P classes for a text, of one kind or any (``ClassRetriever.search_s223``).
+S223Search = Callable[[str, S223Kind | None], list[tuple[str, float]]]
 
 SYSTEM_PROMPT = """You label building-automation points with Brick Schema 1.5 classes.
 For each point you get its raw name, description, unit, BACnet object type and the
 candidate classes a rule-based agent found. Use the tools: search_brick_classes to find
 classes by meaning, lookup_class to read a class's definition, check_class to verify that
-a class exists and fits the point's unit. When done, call submit_labels once with one
+a class exists and fits the point's unit; search_s223_classes and lookup_s223_class find
+and read ASHRAE 223P classes (equipment, properties, media) when the point's equipment or
+medium is unclear. When done, call submit_labels once with one
 entry per point: its index, a Brick class local name (e.g. Zone_Air_Temperature_Sensor)
 or null when unsure, and your confidence between 0 and 1. Never invent class names."""
 
@@ -70,10 +74,12 @@ class LLMRefiner:
         ontology: Ontology,
         search: Callable[[str], list[tuple[str, float]]],
         config: LLMConfig,
+        search_s223: S223Search | None = None,
     ) -> None:
         self._model = chat_model
         self._ontology = ontology
         self._search = search
+        self._search_s223 = search_s223 or self._words_s223
         self.config = config
         self.calls = 0  # chat-model invocations, for tests and cost reporting
 
@@ -180,6 +186,32 @@ class LLMRefiner:
                 "use_instead": index.canonical(name) if index.canonical(name) != name else None,
             }
 
+        def search_s223_classes(query: str, kind: str = "") -> list[dict[str, str]] | dict[str, str]:
+            """ASHRAE 223P classes closest to the query text; kind (optional): equipment,
+            property, medium, enumeration, connection, connection_point or space."""
+            if kind and kind not in S223_KINDS:
+                return {"error": f"kind must be one of {', '.join(S223_KINDS)}"}
+            found = self._search_s223(query, kind or None)
+            classes = self._ontology.s223_classes
+            return [
+                {"class": f"s223:{name}", "kind": classes[name].kind, "comment": classes[name].comment}
+                for name, _ in found[:8]
+                if name in classes
+            ]
+
+        def lookup_s223_class(name: str) -> dict[str, object]:
+            """Label, comment, kind and parents of one ASHRAE 223P class (e.g. s223:Fan)."""
+            cls = self._ontology.s223_classes.get(name.removeprefix("s223:"))
+            if cls is None:
+                return {"error": f"{name} is not an ASHRAE 223P class"}
+            return {
+                "class": f"s223:{cls.name}",
+                "label": cls.label,
+                "comment": cls.comment,
+                "kind": cls.kind,
+                "parents": [f"s223:{p}" for p in cls.parents],
+            }
+
         def check_class(index: int, brick_class: str) -> dict[str, object]:
             """Whether brick_class exists, is a point class, and fits the unit of point `index`."""
             if not 0 <= index < len(points):
@@ -193,8 +225,29 @@ class LLMRefiner:
 
         return {
             f.__name__: StructuredTool.from_function(f)
-            for f in (search_brick_classes, lookup_class, check_class, submit_labels)
+            for f in (
+                search_brick_classes,
+                lookup_class,
+                check_class,
+                search_s223_classes,
+                lookup_s223_class,
+                submit_labels,
+            )
         }
+
+    def _words_s223(self, query: str, kind: S223Kind | None) -> list[tuple[str, float]]:
+        """Without retrieval: 223P classes whose name, label or comment holds the query's
+        words, the most words first."""
+        words = [w for w in query.lower().replace("-", " ").split() if len(w) > 1]
+        scored = []
+        for cls in self._ontology.s223_classes.values():
+            if kind and cls.kind != kind:
+                continue
+            text = f"{cls.name} {cls.label} {cls.comment}".lower()
+            hits = sum(1 for w in words if w in text)
+            if hits:
+                scored.append((cls.name, hits / max(1, len(words))))
+        return sorted(scored, key=lambda hit: (-hit[1], len(hit[0]), hit[0]))
 
     def problem(self, point: RawPoint, brick_class: str) -> str | None:
         """Why a proposed class cannot be used for this point, or None when it can."""

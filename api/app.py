@@ -66,6 +66,7 @@ from mapper import (
     read_points,
     serialize_model,
 )
+from ontology import S223Kind
 
 log = logging.getLogger("osed.api")
 _RANK: dict[str, int] = {"viewer": 0, "reviewer": 1, "operator": 2, "admin": 3}
@@ -410,9 +411,13 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
     def classes(
         q: Annotated[str, Query(max_length=200)] = "",
         limit: Annotated[int, Query(ge=1, le=200)] = 20,
+        ontology: Literal["brick", "s223"] = "brick",
+        kind: S223Kind | Literal[""] = "",
     ) -> list[_review.ClassInfo]:
-        """Brick point classes matching words in their name, label or definition."""
-        return _review.search_classes(platform, q, limit)
+        """Classes matching words in their name, label or definition: Brick point classes,
+        or with ``ontology=s223`` ASHRAE 223P classes (``kind``: equipment, property,
+        medium, enumeration, connection, connection_point, space, other)."""
+        return _review.search_classes(platform, q, limit, ontology, kind)
 
     @app.get("/health", tags=["system"])
     def health() -> dict[str, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from ontology._graph import ONTOLOGY_GRAPH_NAME, OntologyGraph, ontology_graph_iri
 from ontology._index import POINT_KINDS, BrickClass, ClassIndex, qk_local
 from ontology._paths import BRICK_VERSION
+from ontology._s223_classes import S223_KINDS, S223Class, S223Kind, read_s223_classes
 from ontology._units import Unit, UnitTable, normalise_unit_text
 from ontology._validate import ValidationReport, ValidationResult, Validator
 from ontology.namespaces import (
@@ -45,6 +46,11 @@ class Ontology:
         return cls(index=ClassIndex.load(cache_dir), units=UnitTable())
 
     @cached_property
+    def s223_classes(self) -> dict[str, S223Class]:
+        """Every 223P class with its label, comment and kind, by local name."""
+        return read_s223_classes()
+
+    @cached_property
     def graph(self) -> OntologyGraph:
         """The ontologies as the store's ontology graph holds them."""
         return OntologyGraph.installed()
@@ -67,12 +73,15 @@ __all__ = [
     "QUDT",
     "REF",
     "S223",
+    "S223_KINDS",
     "TAG",
     "UNIT",
     "BrickClass",
     "ClassIndex",
     "Ontology",
     "OntologyGraph",
+    "S223Class",
+    "S223Kind",
     "Unit",
     "UnitTable",
     "ValidationReport",
@@ -82,6 +91,7 @@ __all__ = [
     "normalise_unit_text",
     "ontology_graph_iri",
     "qk_local",
+    "read_s223_classes",
     "sparql_iri",
     "sparql_prefixes",
     "sparql_string",
