@@ -49,6 +49,17 @@ class EquipmentNode(BaseModel):
     brick_class: str
     parents: list[str]
     points: list[dict[str, str | None]]
+    #: "equipment", or "space" for a floor, room or zone named in the points.
+    kind: str = "equipment"
+    #: Its ASHRAE 223P class (``AirHandlingUnit``, ``PhysicalSpace``...), if it has one.
+    s223_class: str | None = None
+    #: How each parent relates to it: "feeds" or "contains".
+    relations: dict[str, str] = {}
+    #: What the model concluded (``osed:inference``) and from which point names.
+    inference: str | None = None
+    inferred_from: str | None = None
+    #: Connections (ducts, pipes) from it, as "Duct to VAV-1-01".
+    connections: list[str] = []
 
 
 class Similar(BaseModel):
@@ -143,7 +154,8 @@ def _rows(platform: Platform, building: str, iris: list[str]) -> list[PointRow]:
 
 
 def equipment_tree(platform: Platform, building: str) -> list[EquipmentNode]:
-    """Equipment inferred from point names, what feeds it, and its points (each once)."""
+    """Equipment and spaces inferred from point names, what feeds or contains each, its 223P
+    class and connections, why it was inferred, and its points (each once)."""
     iri = platform.require_building(building)
 
     def select(body: str) -> list[dict[str, object]]:
@@ -156,7 +168,27 @@ def equipment_tree(platform: Platform, building: str) -> list[EquipmentNode]:
             FILTER NOT EXISTS {{ ?e osed:rawName ?any }}
             FILTER NOT EXISTS {{ ?e a osed:Building }} }} }} GROUP BY ?e"""
     )
-    feeds = select(f"SELECT DISTINCT ?parent ?e WHERE {{ GRAPH <{iri}> {{ ?parent brick:feeds ?e }} }}")
+    spaces = select(
+        f"""SELECT ?e (MIN(STR(?label)) AS ?name) (MIN(STR(?cls)) AS ?kind) WHERE {{ GRAPH <{iri}> {{
+            ?e rdfs:label ?label ; a ?cls . ?e a ?s . VALUES ?s {{ s223:PhysicalSpace s223:Zone }}
+            FILTER(STRSTARTS(STR(?cls), "https://w3id.org/rec#")) }} }} GROUP BY ?e"""
+    )
+    about = select(
+        f"""SELECT ?e (MIN(STR(?c)) AS ?s223) (MIN(STR(?w)) AS ?why) (MIN(STR(?f)) AS ?names)
+            WHERE {{ GRAPH <{iri}> {{ ?e osed:inference ?w .
+              OPTIONAL {{ ?e osed:inferredFrom ?f }}
+              OPTIONAL {{ ?e a ?c . FILTER(STRSTARTS(STR(?c), STR(s223:))) }} }} }} GROUP BY ?e"""
+    )
+    links = select(
+        f"""SELECT DISTINCT ?parent ?e ?how WHERE {{ GRAPH <{iri}> {{
+            {{ ?parent brick:feeds ?e . BIND("feeds" AS ?how) }} UNION
+            {{ ?parent brick:hasPart ?e . BIND("contains" AS ?how) }} }} }}"""
+    )
+    ducts = select(
+        f"""SELECT ?e (MIN(STR(?c)) AS ?kind) ?to (MIN(STR(?tl)) AS ?target) WHERE {{ GRAPH <{iri}> {{
+            ?d s223:connectsFrom ?e ; s223:connectsTo ?to ; a ?c . FILTER(?c IN (s223:Duct, s223:Pipe))
+            OPTIONAL {{ ?to rdfs:label ?tl }} }} }} GROUP BY ?e ?to"""
+    )
     points = select(
         f"""SELECT ?e ?p (MIN(STR(?n)) AS ?name) (MIN(STR(?c)) AS ?cls) (MIN(STR(?s0)) AS ?status)
             WHERE {{ GRAPH <{iri}> {{ ?p brick:isPointOf ?e ; osed:rawName ?n .
@@ -170,9 +202,33 @@ def equipment_tree(platform: Platform, building: str) -> list[EquipmentNode]:
         )
         for r in equipment
     }
+    for r in spaces:
+        kind = str(r["kind"]).rsplit("#", 1)[-1]
+        nodes.setdefault(
+            str(r["e"]),
+            EquipmentNode(
+                iri=str(r["e"]), label=str(r["name"]), brick_class=kind, parents=[], points=[], kind="space"
+            ),
+        )
+    for r in about:
+        node = nodes.get(str(r["e"]))
+        if node is not None:
+            node.s223_class = local(r.get("s223")) or None
+            node.inference = str(r["why"])
+            node.inferred_from = str(r["names"]) if r.get("names") else None
+    for r in ducts:
+        node = nodes.get(str(r["e"]))
+        if node is not None:
+            target = str(r.get("target") or "") or (
+                "its zone" if str(r["to"]).endswith("/hvac") else str(r["to"])
+            )
+            node.connections.append(f"{local(r['kind'])} to {target}")
     parents: dict[str, set[str]] = defaultdict(set)
-    for r in feeds:
-        parents[str(r["e"])].add(str(r["parent"]))
+    for r in links:
+        child, parent = str(r["e"]), str(r["parent"])
+        if child in nodes and parent in nodes:
+            parents[child].add(parent)
+            nodes[child].relations[parent] = str(r["how"])
     for r in points:
         node = nodes.get(str(r["e"]))
         if node is not None:
@@ -186,6 +242,7 @@ def equipment_tree(platform: Platform, building: str) -> list[EquipmentNode]:
             )
     for e, node in nodes.items():
         node.parents = sorted(parents[e])
+        node.connections.sort()
     return sorted(nodes.values(), key=lambda n: (n.label, n.iri))
 
 

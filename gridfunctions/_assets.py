@@ -15,7 +15,7 @@ from rdflib.namespace import XSD
 
 from core.errors import IngestError, InvalidBuildingId, OsedError
 from graphstore import GraphStore
-from mapper import building_iri, check_building_id, decode_text
+from mapper import REC, building_iri, check_building_id, decode_text
 from ontology import BRICK, OSED, ClassIndex, sparql_prefixes
 
 
@@ -281,7 +281,7 @@ def topology_graph(
                     f"rated_kva '{kva}' is not a number", source=name, row=n, field="rated_kva"
                 ) from None
         else:
-            g.add((node, RDF.type, BRICK.Building))
+            g.add((node, RDF.type, REC.Building))  # brick:Building is deprecated in Brick 1.5
         g.add((node, OSED.topologyId, Literal(node_id)))
         g.add((node, RDFS.label, Literal(r.get("label") or node_id)))
         if parent:

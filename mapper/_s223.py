@@ -124,6 +124,10 @@ class _Equipment:
     points: list[tuple[URIRef, LabeledPoint]] = field(default_factory=list)
     s223_class: str = "Equipment"
     ports: dict[str, URIRef] = field(default_factory=dict)
+    #: The damper a single-duct terminal contains, the zone it serves (when named).
+    damper: URIRef | None = None
+    zone: URIRef | None = None
+    zone_space: URIRef | None = None
 
 
 def location_class(brick_class: str) -> URIRef:
@@ -181,6 +185,7 @@ def add_topology(
                 g.add((port, S223.mapsTo, eq.ports[direction]))
                 summary.connection_points += 1
             g.add((eq.iri, S223.contains, damper))
+            eq.damper = damper
             g.add((eq.iri, BRICK.hasPart, damper))
             g.add((damper, BRICK.isPartOf, eq.iri))
             summary.equipment += 1
@@ -225,12 +230,20 @@ def add_topology(
     for iri, labeled in points:
         for loc in labeled.suggestion.locations:
             node = location_iri[loc.key()]
-            g.add((iri, BRICK.hasLocation, node))
-            if labeled.suggestion.equipment is not None:
-                eq = found[equipment_iri[labeled.suggestion.equipment.key()]]
-                g.add((eq.iri, BRICK.hasLocation, node))
-                if loc.brick_class in ("Room", "Space"):
-                    rooms_of[eq.iri].add(node)
+            if labeled.suggestion.equipment is None:
+                # Brick: a point is a point *of* a location; only equipment has a location.
+                g.add((iri, BRICK.isPointOf, node))
+                g.add((node, BRICK.hasPoint, iri))
+                continue
+            eq = found[equipment_iri[labeled.suggestion.equipment.key()]]
+            g.add((eq.iri, BRICK.hasLocation, node))
+            g.add((node, BRICK.isLocationOf, eq.iri))
+            # In a room of the building: the room is where it is (the room is part of the
+            # building).
+            g.remove((eq.iri, BRICK.hasLocation, site))
+            g.remove((site, BRICK.isLocationOf, eq.iri))
+            if loc.brick_class in ("Room", "Space"):
+                rooms_of[eq.iri].add(node)
     summary.spaces = sum(1 for _ in g.subjects(RDF.type, S223.PhysicalSpace))
     # A terminal unit whose points name the room it serves: the HVAC zone of that room.
     for eq_iri, rooms in rooms_of.items():
@@ -257,6 +270,7 @@ def add_topology(
         g.add((zone, RDFS.label, Literal(f"zone of {eq.ref.name}")))
         g.add((zone, S223.hasDomain, S223["Domain-HVAC"]))
         g.add((zone, S223.hasDomainSpace, domain))
+        eq.zone, eq.zone_space = zone, domain
         g.add((eq_iri, BRICK.feeds, zone))
         g.add((zone, BRICK.isFedBy, eq_iri))
         g.add((zone, BRICK.hasPart, room))
@@ -267,24 +281,47 @@ def add_topology(
         summary.zones += 1
         summary.connections += 1
         summary.connection_points += 1
-    # Properties: every point of an equipment is one of its properties; readings are
-    # observed by a sensor where their stream says, commands and setpoints actuate it.
+    # Properties: every point is a property of what it is about: its equipment (a
+    # terminal's damper points of the damper it contains, its zone points of the zone it
+    # serves, when the list shows them), or the room it names. Readings are observed by a
+    # sensor where their stream says; commands and setpoints actuate what they belong to.
+    owners: list[tuple[URIRef, LabeledPoint, URIRef, URIRef | None]] = []
     for eq in found.values():
         for iri, labeled in eq.points:
-            cls = labeled.brick_class
-            g.add((eq.iri, S223.hasProperty, iri))
-            summary.properties += 1
-            kind = index.point_kind(cls) if cls else None
-            if kind == "Sensor":
-                sensor = URIRef(f"{iri}/sensor")
-                g.add((sensor, RDF.type, S223.Sensor))
-                g.add((sensor, RDFS.label, Literal(f"sensor of {labeled.raw.name}")))
-                g.add((sensor, S223.observes, iri))
-                g.add((sensor, S223.hasObservationLocation, _where(eq, cls or "")))
-                _inferred(g, sensor, "a reading in the point list", [labeled.raw.name])
-                summary.sensors += 1
-            elif kind in ("Command", "Setpoint"):
-                g.add((eq.iri, S223.actuatedByProperty, iri))
+            stream = labeled.brick_class or ""
+            owner: URIRef = eq.iri
+            seen_at: URIRef | None = _where(eq, stream)
+            if eq.damper is not None and _about(labeled, "Damper"):
+                owner = seen_at = eq.damper
+            elif eq.zone is not None and stream.startswith("Zone_"):
+                # Observed in the zone's domain space (a sensor is located at something
+                # connectable: 223P's rule; a room is not).
+                owner, seen_at = eq.zone, eq.zone_space or eq.zone
+            owners.append((iri, labeled, owner, seen_at))
+    for iri, labeled in points:
+        if labeled.suggestion.equipment is None and labeled.suggestion.locations:
+            # A room's own reading: a property of the room; where its sensor is, the list
+            # does not say (223P locates a sensor at equipment, a connection or a domain
+            # space, never at a room), so no sensor is made up.
+            space = location_iri[labeled.suggestion.locations[-1].key()]
+            owners.append((iri, labeled, space, None))
+    actuatable = (S223.ActuatableProperty, S223.QuantifiableActuatableProperty)
+    for iri, labeled, owner, seen_at in owners:
+        g.add((owner, S223.hasProperty, iri))
+        summary.properties += 1
+        kind = index.point_kind(labeled.brick_class) if labeled.brick_class else None
+        if kind == "Sensor" and seen_at is not None:
+            sensor = URIRef(f"{iri}/sensor")
+            g.add((sensor, RDF.type, S223.Sensor))
+            g.add((sensor, RDFS.label, Literal(f"sensor of {labeled.raw.name}")))
+            g.add((sensor, S223.observes, iri))
+            g.add((sensor, S223.hasObservationLocation, seen_at))
+            _inferred(g, sensor, "a reading in the point list", [labeled.raw.name])
+            summary.sensors += 1
+        elif any((iri, RDF.type, c) in g for c in actuatable) and not any(
+            (owner, RDF.type, c) in g for c in (S223.PhysicalSpace, S223.Zone)
+        ):
+            g.add((owner, S223.actuatedByProperty, iri))
     return summary
 
 

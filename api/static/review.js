@@ -385,7 +385,17 @@ async function loadEquipment() {
   const render = (n, depth) => {
     const li = el("li");
     const details = el("details");
-    details.append(el("summary", `${n.label} · ${n.brick_class} (${n.points.length} points)`));
+    const s223 = n.s223_class ? ` / s223:${n.s223_class}` : "";
+    const count = n.points.length ? ` (${n.points.length} points)` : "";
+    details.append(el("summary", `${n.label} · ${n.brick_class}${s223}${count}`));
+    const facts = [];
+    for (const p of n.parents) {
+      const parent = byIri.get(p);
+      if (parent) facts.push(`${n.relations[p] === "contains" ? "part of" : "fed by"} ${parent.label}`);
+    }
+    for (const c of n.connections || []) facts.push(c);
+    if (n.inference) facts.push(`inferred: ${n.inference}${n.inferred_from ? ` (from ${n.inferred_from})` : ""}`);
+    if (facts.length) details.append(el("p", facts.join(" · "), "inferred"));
     const pts = el("ul");
     for (const p of n.points) {
       const pl = el("li");
