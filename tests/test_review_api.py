@@ -146,6 +146,9 @@ def test_summary_queue_similar_equipment_and_class_search(platform: Platform) ->
         tree = {e["label"]: e for e in c.get("/buildings/hq/equipment").json()}
         assert "AHU-1" in tree and "VAV-1-01" in tree
         assert tree["VAV-1-01"]["parents"] == [tree["AHU-1"]["iri"]]
+        assert tree["VAV-1-01"]["relations"] == {tree["AHU-1"]["iri"]: "feeds"}
+        assert tree["AHU-1"]["s223_class"] == "AirHandlingUnit" and tree["AHU-1"]["kind"] == "equipment"
+        assert "AHU-1.VAV-1-01.ZN-T" in tree["VAV-1-01"]["inferred_from"] and tree["VAV-1-01"]["inference"]
         assert {p["name"] for p in tree["VAV-1-01"]["points"]} == {
             "AHU-1.VAV-1-01.ZN-T",
             "AHU-1.VAV-1-01.AIRFLOW",

@@ -369,6 +369,9 @@ def test_side_panels_queue_validation_equipment_and_download(server, browser, tm
     b.execute_script("for (const d of document.querySelectorAll('#equipment details')) d.open = true;")
     text = tree.text
     assert "AHU-1" in text and "VAV-1-01" in text
+    # What the model concluded, and from which names, is shown beside each node.
+    assert "fed by AHU-1" in text and "inferred: equipment identifier in point names" in text
+    assert "s223:AirHandlingUnit" in text
     # VAVs sit under their AHU in the tree.
     ahu = b.find_element(By.XPATH, "//ul[@id='equipment']/li/details[summary[starts-with(., 'AHU-1 ')]]")
     assert "VAV-1-01" in ahu.text
