@@ -474,6 +474,23 @@ class Platform:
             kept_missing=[before[ident].name for ident in reviewed_gone],
         )
 
+    def load_model(self, building: str, model: Graph) -> tuple[int, ValidationReport]:
+        """Store an exported model as it is (decisions, provenance of its points, 223P
+        topology), replacing the building's graph: an export loaded into an empty store is
+        the graph it was exported from. A model exported under another id is moved to this
+        one (its IRIs and ``osed:buildingId``), so the id, the graph and the nodes agree."""
+        iri = self.graph_iri(building)
+        sites = [str(b) for b in model.subjects(RDF.type, OSED.Building) if isinstance(b, URIRef)]
+        if len(sites) == 1 and sites[0] != iri:
+            model = _rebased(model, sites[0], iri)
+            site = URIRef(iri)
+            model.set((site, OSED.buildingId, Literal(building)))
+        report = self.ontology.validator.validate(model)
+        with self.write_lock:
+            self._write_building(iri, model)
+            self._states.pop(iri, None)
+        return len(model), report
+
     def site_examples(self, exclude: str = "") -> list[Example]:
         """Human-confirmed points of every stored building except ``exclude``."""
         result = self.store.query(
@@ -1103,7 +1120,8 @@ def _rebased(graph: Graph, old: str, new: str) -> Graph:
     """``graph`` with every IRI at or below ``old`` moved below ``new``."""
 
     def term(t: Any) -> Any:
-        if isinstance(t, URIRef) and (t == old or t.startswith(old + "/")):
+        # str(t): a URIRef is never equal to a str, so the building's own IRI stayed behind.
+        if isinstance(t, URIRef) and (str(t) == old or t.startswith(old + "/")):
             return URIRef(new + t[len(old) :])
         return t
 

@@ -63,6 +63,7 @@ from mapper import (
     discover_edgex,
     discover_homeassistant,
     parse_column_map,
+    read_osed_model,
     read_points,
     serialize_model,
 )
@@ -501,6 +502,16 @@ def create_app(settings: Settings, *, platform: Platform | None = None, vtn: Vtn
     ) -> Job:
         from starlette.concurrency import run_in_threadpool
 
+        model = await run_in_threadpool(
+            lambda: read_osed_model(name, data) if fmt in (None, "turtle") else None
+        )
+        if model is not None:
+            # An OSED export is stored as it is, as ``osed load`` does: no relabel.
+            def load(_tick: Callable[[int], None]) -> dict[str, object]:
+                triples, validation = platform.load_model(building, model)
+                return {"building": building, "triples": triples, "conforms": validation.conforms}
+
+            return jobs.submit("import", load, total=1, building=building)
         rejected: list[IngestError] | None = [] if skip_bad_rows else None
         report = ReadReport()
         points = await run_in_threadpool(

@@ -410,8 +410,7 @@ def load(
                 graph = Graph().parse(source, format="turtle")
             except (SyntaxError, ValueError) as exc:
                 raise OsedError(f"{source}: not valid Turtle: {exc}") from exc
-            report = platform.ontology.validator.validate(graph)
-            n = platform.store.replace_graph(platform.graph_iri(building), graph)
+            n, report = platform.load_model(building, graph)
             click.echo(f"loaded {n} triples into '{building}'; {report.summary()}")
             return
 

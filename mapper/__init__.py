@@ -5,7 +5,7 @@ from mapper._columns import ColumnChoice, ReadReport, header_spellings, parse_co
 from mapper._csv import decode_text, read_points_csv, sniff_delimiter, write_points_csv
 from mapper._discovery import discover_edgex, discover_homeassistant
 from mapper._export import ModelFormat, serialize_model
-from mapper._formats import FORMATS, detect_format, parse_zinc, read_points
+from mapper._formats import FORMATS, detect_format, parse_zinc, read_osed_model, read_points
 from mapper._graph import read_points_graph
 from mapper._rdf import (
     BUILDING_ID_RULE,
@@ -77,6 +77,7 @@ __all__ = [
     "point_identities",
     "point_iri",
     "property_class",
+    "read_osed_model",
     "read_points",
     "read_points_csv",
     "read_points_graph",

@@ -532,6 +532,23 @@ def _class_index() -> ClassIndex:
     return ClassIndex.build()
 
 
+def read_osed_model(source: str, data: bytes) -> Any:
+    """The graph of an OSED export (Turtle holding an ``osed:Building``), to be stored as it
+    is; None for any other file (a point list, a foreign model)."""
+    from rdflib import RDF, Graph
+
+    from ontology import OSED
+
+    if b"w3id.org/osed/ns#" not in data[: 1 << 20] or detect_format(source, data) != "turtle":
+        return None
+    graph = Graph()
+    try:
+        graph.parse(data=data, format="turtle")
+    except _TURTLE_ERRORS as exc:
+        raise IngestError(f"not valid Turtle: {_short(exc)}", source=source) from exc
+    return graph if (None, RDF.type, OSED.Building) in graph else None
+
+
 def read_points_turtle(source: str, data: bytes) -> list[RawPoint]:
     """Points of a Brick or 223P model: an OSED export keeps everything; a foreign model
     gives each point's label, unit and (in ``tags``) its Brick class as ``brick:<Class>``."""
