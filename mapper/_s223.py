@@ -85,7 +85,12 @@ _PORTS: dict[str, tuple[tuple[str, str], ...]] = {
     "CoolingTower": (("in", "Fluid-Water"), ("out", "Fluid-Water")),
     "ElectricEnergyInverter": (("in", "Electricity-DC"), ("out", "Electricity-AC")),
     "PhotovoltaicModule": (("in", "EM-Light"), ("out", "Electricity-DC")),
+    "VariableFrequencyDrive": (("in", "Electricity-AC"), ("out", "Electricity-AC")),
+    "Battery": (("out", "Electricity-DC"),),
+    "Radiator": (("bi", "Fluid-Air"),),
 }
+#: Roles a 223P class always has (223P: "Radiators shall have the role Role-Heating").
+_ROLES = {"Radiator": "Role-Heating"}
 #: Equipment that sits inside an air handler or a terminal (contained), not fed by it.
 _COMPONENTS = frozenset({"Fan", "Damper", "Valve", "Humidifier", "VariableFrequencyDrive", "Pump"})
 #: Equipment an air handler feeds through a duct.
@@ -173,6 +178,8 @@ def add_topology(
         for direction, medium in _PORTS.get(eq.s223_class, ()):
             eq.ports[direction] = _port(g, eq.iri, direction, medium)
             summary.connection_points += 1
+        if eq.s223_class in _ROLES:
+            g.add((eq.iri, S223.hasRole, S223[_ROLES[eq.s223_class]]))
         if eq.s223_class == "SingleDuctTerminal":
             # 223P: a single-duct terminal contains its damper; its points show one.
             damper = URIRef(f"{eq.iri}/damper")
@@ -343,7 +350,11 @@ def _child_names(eq: _Equipment, found: dict[URIRef, _Equipment]) -> list[str]:
 
 def _port(g: Graph, owner: URIRef, direction: str, medium: str) -> URIRef:
     port = URIRef(f"{owner}/{direction}")
-    kind = S223.InletConnectionPoint if direction == "in" else S223.OutletConnectionPoint
+    kind = {
+        "in": S223.InletConnectionPoint,
+        "out": S223.OutletConnectionPoint,
+        "bi": S223.BidirectionalConnectionPoint,
+    }[direction]
     g.add((port, RDF.type, kind))
     g.add((port, S223.hasMedium, S223[medium]))
     g.add((owner, S223.hasConnectionPoint, port))

@@ -178,3 +178,30 @@ def test_a_flat_list_gets_no_ducts_or_zones(ontology: Ontology) -> None:
     ]
     g = build_model("b2", label(ontology, raw), ontology)
     assert not ask(g, "ASK { ?x a ?c . FILTER(?c IN (s223:Duct, s223:Zone, s223:DomainSpace)) }")
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "owner", "s223", "ports"),
+    [
+        ("BATT-1.SOC", "%", "BATT-1", "Battery", [("OutletConnectionPoint", "Electricity-DC")]),
+        (
+            "CHWP-1.STS",
+            None,
+            "CHWP-1",
+            "Pump",
+            [("InletConnectionPoint", "Fluid-Water"), ("OutletConnectionPoint", "Fluid-Water")],
+        ),
+    ],
+)
+def test_connection_points_carry_the_medium_223p_asks_of_the_class(
+    ontology: Ontology, name: str, unit: str | None, owner: str, s223: str, ports: list[tuple[str, str]]
+) -> None:
+    g = build_model("b3", label(ontology, [RawPoint(name, unit=unit)]), ontology)
+    ns = "http://data.ashrae.org/standard223#"
+    assert ask(g, f'ASK {{ ?e rdfs:label "{owner}" ; a s223:{s223} }}')
+    found = ask(
+        g,
+        f"""SELECT ?kind ?medium WHERE {{ ?e rdfs:label "{owner}" ; s223:hasConnectionPoint ?cp .
+              ?cp a ?kind ; s223:hasMedium ?medium }}""",
+    )
+    assert found == [(ns + k, ns + m) for k, m in ports]
