@@ -108,7 +108,12 @@ def property_class(ontology: Ontology, brick_class: str | None, has_quantity: bo
         return S223.QuantifiableActuatableProperty if has_quantity else S223.ActuatableProperty
     if kind in ("Status", "Alarm"):
         return S223.ObservableProperty
-    return S223.Property
+    return S223.QuantifiableProperty if has_quantity else S223.Property
+
+
+_QUANTIFIABLE = frozenset(
+    {S223.QuantifiableProperty, S223.QuantifiableObservableProperty, S223.QuantifiableActuatableProperty}
+)
 
 
 def build_model(
@@ -146,6 +151,9 @@ def build_model(
         for loc in labeled.suggestion.locations:
             _add_location(g, base, building, site, loc, location_nodes, labeled.raw.name)
     add_topology(g, ontology, site, placed, equipment_nodes, location_nodes)
+    # The QUDT units and quantity kinds, and the osed: classes, the model uses: so that
+    # 223P's and Brick's own shapes can check the exported Turtle alone.
+    g += ontology.declarations.for_model(g)
     return g
 
 
@@ -173,13 +181,19 @@ def _add_point(g: Graph, ontology: Ontology, iri: URIRef, labeled: LabeledPoint,
         cls = ontology.index.canonical(cls)
     g.add((iri, RDF.type, BRICK[cls] if cls else BRICK.Point))
     unit = ontology.units.lookup(raw.unit)
-    quantity = ontology.index.quantity_kind(cls) if cls else None
-    g.add((iri, RDF.type, property_class(ontology, cls, quantity is not None)))
-    if quantity:
-        g.add((iri, QUDT.hasQuantityKind, URIRef(quantity)))
+    quantity = ontology.units.property_quantity(ontology.index.quantity_kind(cls) if cls else None, unit)
+    kind = property_class(ontology, cls, quantity is not None)
+    g.add((iri, RDF.type, kind))
     if unit:
-        g.add((iri, QUDT.hasUnit, URIRef(unit.iri)))
         g.add((iri, BRICK.hasUnit, URIRef(unit.iri)))
+    if quantity and kind in _QUANTIFIABLE:
+        # 223P: a QuantifiableProperty states exactly one QUDT quantity kind and at most one
+        # unit, whose dimensions agree; no unit is invented where the source gives none.
+        g.add((iri, QUDT.hasQuantityKind, URIRef(quantity.kind)))
+        if quantity.delta:
+            g.add((iri, QUDT.isDeltaQuantity, Literal(True)))
+        if unit:
+            g.add((iri, QUDT.hasUnit, URIRef(unit.iri)))
     g.add((iri, RDFS.label, Literal(raw.name)))
     g.add((iri, OSED.rawName, Literal(raw.name)))
     g.add((iri, OSED.sourceIdentity, Literal(identity)))

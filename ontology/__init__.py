@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from ontology._declarations import Declarations
 from ontology._graph import ONTOLOGY_GRAPH_NAME, OntologyGraph, ontology_graph_iri
 from ontology._index import POINT_KINDS, BrickClass, ClassIndex, qk_local
 from ontology._paths import BRICK_VERSION
 from ontology._s223_classes import S223_KINDS, S223Class, S223Kind, read_s223_classes
-from ontology._units import Unit, UnitTable, normalise_unit_text
+from ontology._units import PropertyQuantity, Unit, UnitTable, normalise_unit_text
 from ontology._validate import ValidationReport, ValidationResult, Validator
 from ontology.namespaces import (
     BACNET,
@@ -59,6 +60,11 @@ class Ontology:
     def validator(self) -> Validator:
         return Validator(self.index, self.units)
 
+    @cached_property
+    def declarations(self) -> Declarations:
+        """The QUDT and vocabulary declarations a model carries for the standards' shapes."""
+        return Declarations()
+
 
 __all__ = [
     "BACNET",
@@ -78,8 +84,10 @@ __all__ = [
     "UNIT",
     "BrickClass",
     "ClassIndex",
+    "Declarations",
     "Ontology",
     "OntologyGraph",
+    "PropertyQuantity",
     "S223Class",
     "S223Kind",
     "Unit",
