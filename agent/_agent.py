@@ -15,7 +15,7 @@ from agent._names import Knowledge, NameParser, ParsedName, _key, tokenize
 from agent._retrieval import ClassRetriever
 from agent._scoring import MEASURES, ClassScorer, Evidence, Scored, normalise_tag, object_type_key
 from core.errors import LabelingError
-from mapper import EquipmentRef, RawPoint, Suggestion
+from mapper import EquipmentRef, RawPoint, Suggestion, s223_equipment_class
 from ontology import Ontology
 
 _NGRAM = 3
@@ -244,9 +244,52 @@ class LabelingAgent:
                 progress(200)
         if self.llm is not None:
             out = self.llm.refine(points, out)
+        if self.retriever is not None:
+            out = self._with_s223_equipment(out)
         if progress is not None:
             progress(len(points) % 200)
         return out
+
+    #: How alike a Brick equipment class and a 223P class must be (cosine similarity of
+    #: their label and definition) for the 223P class to be used.
+    S223_SIMILARITY = 0.75
+
+    def _with_s223_equipment(self, suggestions: list[Suggestion]) -> list[Suggestion]:
+        """For equipment of a Brick class the mapper knows no 223P class for, the 223P
+        equipment class retrieval over 223P finds closest, when it is close enough and its
+        own shapes ask only for connection points the model can give it."""
+        assert self.retriever is not None
+        index = self.ontology.index
+        wanted: set[str] = set()
+        for s in suggestions:
+            ref = s.equipment
+            while ref is not None:
+                if s223_equipment_class(ref.brick_class) is None and ref.brick_class in index:
+                    wanted.add(ref.brick_class)
+                ref = ref.parent
+        if not wanted:
+            return suggestions
+        classes = sorted(wanted)
+        texts = [f"{index.get(c).label}: {index.get(c).definition}".strip(": ") for c in classes]
+        chosen: dict[str, tuple[str, float]] = {}
+        for cls, hits in zip(classes, self.retriever.search_s223(texts, kind="equipment", k=3), strict=True):
+            if hits and hits[0][1] >= self.S223_SIMILARITY and hits[0][0] in index.s223_ports:
+                chosen[cls] = hits[0]
+        if not chosen:
+            return suggestions
+
+        def typed(ref: EquipmentRef | None) -> EquipmentRef | None:
+            if ref is None:
+                return None
+            hit = chosen.get(ref.brick_class)
+            parent = typed(ref.parent)
+            if hit is None:
+                return ref if parent is ref.parent else replace(ref, parent=parent)
+            return replace(ref, parent=parent, s223_class=hit[0], s223_similarity=round(hit[1], 2))
+
+        return [
+            replace(s, equipment=typed(s.equipment)) if s.equipment is not None else s for s in suggestions
+        ]
 
     def _named_equipment(self, text: str, reader: NameParser) -> EquipmentRef | None:
         kinds = reader.knowledge.equipment

@@ -36,7 +36,7 @@ from mapper._records import (
     SourceRef,
     Suggestion,
 )
-from mapper._s223 import REC, TopologySummary
+from mapper._s223 import REC, TopologySummary, s223_equipment_class
 
 __all__ = [
     "BUILDING_ID_RULE",
@@ -81,6 +81,7 @@ __all__ = [
     "read_points",
     "read_points_csv",
     "read_points_graph",
+    "s223_equipment_class",
     "serialize_model",
     "slug",
     "sniff_delimiter",

@@ -137,6 +137,10 @@ class EquipmentRef:
     brick_class: str
     name: str
     parent: EquipmentRef | None = None
+    #: The ASHRAE 223P class the agent chose for a Brick class the mapper has no 223P
+    #: counterpart for (by retrieval over 223P), and how alike the two were.
+    s223_class: str | None = None
+    s223_similarity: float | None = None
 
     def key(self) -> str:
         return self.name.upper()

@@ -135,6 +135,11 @@ class _Equipment:
     zone_space: URIRef | None = None
 
 
+def s223_equipment_class(brick_class: str) -> str | None:
+    """The 223P class the mapper gives equipment of this Brick class, if it knows one."""
+    return _S223_CLASS.get(brick_class)
+
+
 def location_class(brick_class: str) -> URIRef:
     """The class a location is typed with: the current REC one Brick 1.5 points to."""
     return _LOCATION.get(brick_class, REC.Space)
@@ -167,16 +172,26 @@ def add_topology(
             collect(labeled.suggestion.equipment).points.append((iri, labeled))
     index = ontology.index
     for eq in found.values():
-        eq.s223_class = _S223_CLASS.get(eq.ref.brick_class, "Equipment")
+        eq.s223_class = s223_equipment_class(eq.ref.brick_class) or "Equipment"
+        if eq.s223_class == "Equipment" and eq.ref.s223_class in index.s223_ports:
+            eq.s223_class = eq.ref.s223_class
         if eq.s223_class == "TerminalUnit" and any(_about(p, "Damper") for _, p in eq.points):
             eq.s223_class = "SingleDuctTerminal"
     for eq in found.values():
         names = [p.raw.name for _, p in eq.points]
         g.add((eq.iri, RDF.type, S223[eq.s223_class]))
-        _inferred(g, eq.iri, "equipment identifier in point names", names or _child_names(eq, found))
+        why = "equipment identifier in point names"
+        if eq.s223_class == eq.ref.s223_class and eq.ref.s223_similarity is not None:
+            why += (
+                f"; 223P class {eq.s223_class} found by retrieval over 223P for Brick "
+                f"{eq.ref.brick_class} (similarity {eq.ref.s223_similarity:.2f})"
+            )
+        _inferred(g, eq.iri, why, names or _child_names(eq, found))
         summary.equipment += 1
-        for direction, medium in _PORTS.get(eq.s223_class, ()):
-            eq.ports[direction] = _port(g, eq.iri, direction, medium)
+        ports = _PORTS.get(eq.s223_class) or index.s223_ports.get(eq.s223_class, ())
+        for n, (direction, medium) in enumerate(ports):
+            name = direction if sum(1 for d, _ in ports if d == direction) == 1 else f"{direction}-{n}"
+            eq.ports.setdefault(direction, _port(g, eq.iri, name, medium))
             summary.connection_points += 1
         if eq.s223_class in _ROLES:
             g.add((eq.iri, S223.hasRole, S223[_ROLES[eq.s223_class]]))
@@ -348,13 +363,15 @@ def _child_names(eq: _Equipment, found: dict[URIRef, _Equipment]) -> list[str]:
     ]
 
 
-def _port(g: Graph, owner: URIRef, direction: str, medium: str) -> URIRef:
-    port = URIRef(f"{owner}/{direction}")
+def _port(g: Graph, owner: URIRef, name: str, medium: str) -> URIRef:
+    """A connection point of ``owner``; ``name`` is its direction (``in``, ``out``, ``bi``),
+    numbered when a class has several of one direction (``bi-0``)."""
+    port = URIRef(f"{owner}/{name}")
     kind = {
         "in": S223.InletConnectionPoint,
         "out": S223.OutletConnectionPoint,
         "bi": S223.BidirectionalConnectionPoint,
-    }[direction]
+    }[name.split("-")[0]]
     g.add((port, RDF.type, kind))
     g.add((port, S223.hasMedium, S223[medium]))
     g.add((owner, S223.hasConnectionPoint, port))

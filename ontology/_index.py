@@ -18,6 +18,7 @@ import pyoxigraph as ox
 
 from core.errors import OntologyError
 from ontology import _paths
+from ontology._s223_rules import equipment_ports
 from ontology.namespaces import BRICK, QK, S223, TAG
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ POINT_KINDS = ("Sensor", "Setpoint", "Command", "Status", "Alarm", "Parameter")
 _ROOTS = ("Point", "Equipment", "Location", "Collection", "Measurable", "Substance")
 
 #: Bump when the JSON layout or the extraction changes.
-_CACHE_LAYOUT = 4
+_CACHE_LAYOUT = 5
 _REC = "https://w3id.org/rec#"
 
 
@@ -71,6 +72,9 @@ class ClassIndex:
     #: Superclasses of the RealEstateCore location classes Brick 1.5 uses (rec:Room,
     #: rec:Level...), from Brick's own file.
     rec_parents: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: 223P equipment class (local name) -> the (direction, medium) connection points its
+    #: own shapes require, for the classes that require nothing else (``_s223_rules``).
+    s223_ports: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -96,7 +100,10 @@ class ClassIndex:
         brick = _read_brick(_paths.brick_ttl())
         s223 = _read_s223_hierarchy(_paths.s223_ttl())
         rec = _read_hierarchy(_paths.brick_ttl(), _REC)
-        return cls(brick=brick[0], s223_parents=s223, brick_quantities=brick[1], rec_parents=rec)
+        ports = equipment_ports(_paths.s223_ttl())
+        return cls(
+            brick=brick[0], s223_parents=s223, brick_quantities=brick[1], rec_parents=rec, s223_ports=ports
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -105,6 +112,7 @@ class ClassIndex:
             "s223": {k: list(v) for k, v in self.s223_parents.items()},
             "brick_quantities": self.brick_quantities,
             "rec": {k: list(v) for k, v in self.rec_parents.items()},
+            "s223_ports": {k: [list(p) for p in v] for k, v in self.s223_ports.items()},
         }
 
     @classmethod
@@ -124,11 +132,14 @@ class ClassIndex:
         assert isinstance(quantities, dict)
         rec = data.get("rec", {})
         assert isinstance(rec, dict)
+        ports = data.get("s223_ports", {})
+        assert isinstance(ports, dict)
         return cls(
             brick=brick,
             s223_parents={k: tuple(v) for k, v in s223.items()},
             brick_quantities=quantities,
             rec_parents={k: tuple(v) for k, v in rec.items()},
+            s223_ports={k: tuple((str(d), str(m)) for d, m in v) for k, v in ports.items()},
         )
 
     # -- lookups ------------------------------------------------------------------------

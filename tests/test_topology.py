@@ -6,13 +6,14 @@ SPARQL over the model, as a 223P or Brick user would ask.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from rdflib import Graph
 
-from agent import LabelingAgent
-from mapper import LabeledPoint, RawPoint, build_model
+from agent import ClassRetriever, LabelingAgent
+from mapper import EquipmentRef, LabeledPoint, RawPoint, build_model
 from ontology import PREFIXES, Ontology
 
 LIST = [
@@ -205,3 +206,38 @@ def test_connection_points_carry_the_medium_223p_asks_of_the_class(
               ?cp a ?kind ; s223:hasMedium ?medium }}""",
     )
     assert found == [(ns + k, ns + m) for k, m in ports]
+
+
+def test_retrieval_over_223p_types_equipment_the_mapper_has_no_class_for(
+    ontology: Ontology, retriever: ClassRetriever
+) -> None:
+    """A Brick class with no 223P counterpart in the mapper's table gets the 223P class
+    retrieval finds closest, when it is close enough and 223P asks of it only connection
+    points the model can give; otherwise it stays s223:Equipment."""
+    agent = LabelingAgent(ontology, retriever=retriever)
+    refs = [
+        EquipmentRef("Solar_Thermal_Collector", "STC-1"),  # 223P SolarThermalCollector
+        EquipmentRef("Electrical_Meter", "MTR-1"),  # 223P's meter must contain its sensors
+        EquipmentRef("Heat_Exchanger", "HX-1"),  # air or water? not alike enough to say
+    ]
+    raw = [RawPoint(f"{r.name} Temp", unit="°C") for r in refs]
+    suggestions = agent._with_s223_equipment(
+        [replace(s, equipment=r) for s, r in zip(agent.suggest(raw), refs, strict=True)]
+    )
+    chosen = {s.equipment.name: s.equipment.s223_class for s in suggestions if s.equipment}
+    assert chosen == {"STC-1": "SolarThermalCollector", "MTR-1": None, "HX-1": None}
+    g = build_model("b4", [LabeledPoint(p, s) for p, s in zip(raw, suggestions, strict=True)], ontology)
+    ns = "http://data.ashrae.org/standard223#"
+    assert ask(
+        g,
+        """SELECT ?kind ?medium WHERE { ?e rdfs:label "STC-1" ; a s223:SolarThermalCollector ;
+             s223:hasConnectionPoint ?cp . ?cp a ?kind ; s223:hasMedium ?medium }""",
+    ) == [(ns + "InletConnectionPoint", ns + "EM-Light"), (ns + "OutletConnectionPoint", ns + "Fluid-Water")]
+    assert ask(
+        g,
+        'ASK { ?e rdfs:label "STC-1" ; osed:inference ?why . FILTER(CONTAINS(?why, "retrieval over 223P")) }',
+    )
+    assert ask(
+        g,
+        'ASK { ?e rdfs:label "MTR-1" ; a s223:Equipment . FILTER NOT EXISTS { ?e a s223:ElectricityMeter } }',
+    )
