@@ -93,8 +93,13 @@ _PORTS: dict[str, tuple[tuple[str, str], ...]] = {
 _ROLES = {"Radiator": "Role-Heating"}
 #: Equipment that sits inside an air handler or a terminal (contained), not fed by it.
 _COMPONENTS = frozenset({"Fan", "Damper", "Valve", "Humidifier", "VariableFrequencyDrive", "Pump"})
-#: Equipment an air handler feeds through a duct.
+#: Terminal units (an air handler feeds them through a duct; one naming a room serves its zone).
 _SERVED_BY_AIR = frozenset({"TerminalUnit", "SingleDuctTerminal"})
+#: The connection that carries a fluid from one equipment to the next.
+_CONNECTION = {
+    str(S223["Fluid-Air"]): (S223.Duct, "duct"),
+    str(S223["Fluid-Water"]): (S223.Pipe, "pipe"),
+}
 #: Brick location class -> the current (REC) class Brick 1.5 replaced it with.
 _LOCATION = {
     "Building": REC.Building,
@@ -212,7 +217,7 @@ def add_topology(
             g.add((damper, BRICK.isPartOf, eq.iri))
             summary.equipment += 1
     # What serves what, from the nesting of identifiers in the names.
-    served: dict[URIRef, list[_Equipment]] = defaultdict(list)
+    served: dict[tuple[URIRef, str], list[_Equipment]] = defaultdict(list)
     for eq in found.values():
         parent_ref = eq.ref.parent
         if parent_ref is None:
@@ -227,25 +232,37 @@ def add_topology(
             g.add((parent.iri, S223.contains, eq.iri))
             g.add((parent.iri, BRICK.hasPart, eq.iri))
             g.add((eq.iri, BRICK.isPartOf, parent.iri))
-        else:
-            g.add((parent.iri, BRICK.feeds, eq.iri))
-            g.add((eq.iri, BRICK.isFedBy, parent.iri))
-            if parent.s223_class == "AirHandlingUnit" and eq.s223_class in _SERVED_BY_AIR:
-                served[parent.iri].append(eq)
-    for parent_iri, children in served.items():
+            continue
+        g.add((parent.iri, BRICK.feeds, eq.iri))
+        g.add((eq.iri, BRICK.isFedBy, parent.iri))
+        # A duct or pipe from the parent's outlet to the child's inlet, when both carry
+        # the same fluid (AHU-1.VAV-1-01: air; CH-1.CHWP-1: water).
+        out, inlet = parent.ports.get("out"), eq.ports.get("in")
+        if out is not None and inlet is not None:
+            fluid = g.value(out, S223.hasMedium)
+            if fluid is not None and fluid == g.value(inlet, S223.hasMedium) and str(fluid) in _CONNECTION:
+                served[(parent.iri, str(fluid))].append(eq)
+    for (parent_iri, carried), children in served.items():
         parent = found[parent_iri]
-        duct = URIRef(f"{parent_iri}/supply-duct")
-        g.add((duct, RDF.type, S223.Duct))
-        g.add((duct, RDFS.label, Literal(f"{parent.ref.name} supply duct")))
-        g.add((duct, S223.hasMedium, S223["Fluid-Air"]))
-        _inferred(g, duct, "terminal units named under the air handler", sorted(c.ref.name for c in children))
+        link_class, word = _CONNECTION[carried]
+        link = URIRef(f"{parent_iri}/supply-{word}")
+        g.add((link, RDF.type, link_class))
+        g.add((link, RDFS.label, Literal(f"{parent.ref.name} supply {word}")))
+        g.add((link, S223.hasMedium, URIRef(carried)))
+        why = (
+            "terminal units named under the air handler"
+            if parent.s223_class == "AirHandlingUnit"
+            and all(c.s223_class in _SERVED_BY_AIR for c in children)
+            else f"equipment named under {parent.ref.name}, fed by it"
+        )
+        _inferred(g, link, why, sorted(c.ref.name for c in children))
         for port in (parent.ports["out"], *(c.ports["in"] for c in children)):
-            g.add((duct, S223.cnx, port))
-            g.add((port, S223.cnx, duct))
-            g.add((duct, S223.connectsAt, port))
-        g.add((duct, S223.connectsFrom, parent_iri))
+            g.add((link, S223.cnx, port))
+            g.add((port, S223.cnx, link))
+            g.add((link, S223.connectsAt, port))
+        g.add((link, S223.connectsFrom, parent_iri))
         for child in children:
-            g.add((duct, S223.connectsTo, child.iri))
+            g.add((link, S223.connectsTo, child.iri))
         summary.connections += 1
     # Spaces the names carry.
     rooms_of: dict[URIRef, set[URIRef]] = defaultdict(set)

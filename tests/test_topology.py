@@ -241,3 +241,14 @@ def test_retrieval_over_223p_types_equipment_the_mapper_has_no_class_for(
         g,
         'ASK { ?e rdfs:label "MTR-1" ; a s223:Equipment . FILTER NOT EXISTS { ?e a s223:ElectricityMeter } }',
     )
+
+
+def test_a_pump_named_under_a_chiller_gets_a_water_pipe(ontology: Ontology) -> None:
+    raw = [RawPoint("CH-1.CHWS-T", unit="°F"), RawPoint("CH-1.CHWP-1.STS", object_type="BI")]
+    g = build_model("b5", label(ontology, raw), ontology)
+    assert ask(
+        g,
+        """ASK { ?p a s223:Pipe ; s223:hasMedium s223:Fluid-Water ; s223:connectsFrom/rdfs:label "CH-1" ;
+                 s223:connectsTo/rdfs:label "CHWP-1" ; osed:inferredFrom ?names }""",
+    )
+    assert not ask(g, "ASK { ?d a s223:Duct }")
