@@ -38,12 +38,13 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 ## Benchmarks: labeling (docs/benchmarks.md), grid simulation (docs/gridsim.md), OpenADR scale,
-## paging the review table (docs/paging.md), 200 clients against osed serve (docs/load.md).
+## paging the review table (docs/paging.md), the standards' own checks (docs/standards.md), 200 clients against osed serve (docs/load.md).
 eval: $(STAMP)
 	$(BIN)/python -m eval.report ../shared/datasets/dev > docs/benchmarks.md
 	$(BIN)/python -m eval.paging --points 10000 > docs/paging.md
 	$(BIN)/python -m eval.gridsim --buildings 1000 > docs/gridsim.md
 	$(BIN)/python -m eval.openadr_scale --vens 200 > docs/openadr-scale.md
+	$(BIN)/python -m eval.standards ../shared/datasets/dev > docs/standards.md
 	$(BIN)/python -m eval.load --clients 200 --seconds 60 > docs/load.md
 	$(BIN)/python -m eval.load --clients 200 --seconds 60 --timeout 5 >> docs/load.md
 

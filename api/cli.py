@@ -373,7 +373,7 @@ def validate(model: Path) -> None:
         first = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise OsedError(f"{model}: not valid Turtle: {first[:160]}") from exc
     ontology = Ontology.load(settings.cache_dir)
-    report = ontology.validator.validate(graph)
+    report = ontology.validator.validate_all(graph)
     click.echo(report.to_text())
     sys.exit(0 if report.conforms else EXIT_INVALID)
 

@@ -12,8 +12,10 @@ QUDT 3.3.0, CC BY 4.0):
   units;
 - the declarations of the units and quantity kinds Brick 1.5 and 223P themselves refer to;
 
-and, from the project's vocabulary (``data/osed_shapes.ttl``), the declaration of every
-``osed:`` class its nodes have, up to the Brick and 223P classes they specialise (an
+the types 223P gives the enumeration values the model uses (``s223:Fluid-Air a
+s223:Fluid-Air``: pyshacl leaves them out when it mixes ``223p.ttl`` in as the ontology graph,
+for they are shapes too); and, from the project's vocabulary (``data/osed_shapes.ttl``), the
+declaration of every ``osed:`` class its nodes have, up to the Brick and 223P classes they specialise (an
 ``osed:ModbusReference`` is an ``s223:ExternalReference``).
 """
 
@@ -26,7 +28,7 @@ from rdflib import OWL, RDF, RDFS, SKOS, Graph, URIRef
 
 from core.errors import OntologyError
 from ontology import _paths
-from ontology.namespaces import OSED, QK, QUDT, UNIT
+from ontology.namespaces import OSED, QK, QUDT, S223, UNIT
 
 _QUDT_TERMS = (str(UNIT), str(QK))
 _CLASS_FACTS = (RDF.type, RDFS.subClassOf, RDFS.label, RDFS.comment, SKOS.definition)
@@ -70,6 +72,20 @@ class Declarations:
                         found.add(URIRef(term.value))
         return frozenset(n for n in found if (n, RDF.type, None) in self.qudt)
 
+    @cached_property
+    def enumerations(self) -> frozenset[URIRef]:
+        """223P's enumeration values: the nodes 223P types as instances of themselves."""
+        found: set[URIRef] = set()
+        for t in ox.parse(path=str(_paths.s223_ttl()), format=ox.RdfFormat.TURTLE):
+            if (
+                t.predicate.value == str(RDF.type)
+                and isinstance(t.subject, ox.NamedNode)
+                and t.subject == t.object
+                and t.subject.value.startswith(str(S223))
+            ):
+                found.add(URIRef(t.subject.value))
+        return frozenset(found)
+
     def used_terms(self, model: Graph) -> set[URIRef]:
         """The units and quantity kinds ``model`` refers to (as objects, or declared)."""
         used: set[URIRef] = set()
@@ -89,6 +105,10 @@ class Declarations:
         for term in wanted:
             for p, o in qudt.predicate_objects(term):
                 out.add((term, p, o))
+        enumerations = self.enumerations
+        for _s, p, o in model:
+            if p != RDF.type and o in enumerations:
+                out.add((o, RDF.type, o))
         vocabulary = self.vocabulary
         todo = [o for o in set(model.objects(None, RDF.type)) if str(o).startswith(str(OSED))]
         seen: set[object] = set()
