@@ -38,7 +38,7 @@ from agent import (
 from api import _paging
 from api._paging import PointFilter, PointRow
 from api.settings import Settings
-from core.errors import GraphStoreError, InvalidBuildingId, LabelingError, OsedError
+from core.errors import GraphStoreError, IngestError, InvalidBuildingId, LabelingError, OsedError
 from edge import SafetyLayer, safety_layer
 from graphstore import GraphStore, open_store
 from mapper import (
@@ -480,6 +480,10 @@ class Platform:
         the graph it was exported from. A model exported under another id is moved to this
         one (its IRIs and ``osed:buildingId``), so the id, the graph and the nodes agree."""
         iri = self.graph_iri(building)
+        try:
+            read_points_graph(model)  # what every decision on the building reads back
+        except (ValueError, TypeError) as exc:
+            raise IngestError(f"the model for '{building}' is not a valid OSED model: {exc}") from exc
         sites = [str(b) for b in model.subjects(RDF.type, OSED.Building) if isinstance(b, URIRef)]
         if len(sites) == 1 and sites[0] != iri:
             model = _rebased(model, sites[0], iri)
@@ -1183,7 +1187,13 @@ class _BuildingState:
     @classmethod
     def read(cls, platform: Platform, building: str, iri: str) -> _BuildingState:
         graph = platform.store.get_graph(iri)
-        points = read_points_graph(graph)
+        try:
+            points = read_points_graph(graph)
+        except (ValueError, TypeError) as exc:  # written past the readers (a SPARQL update)
+            raise OsedError(
+                f"building '{building}' holds a point that cannot be read back, so it cannot be "
+                f"relabeled; load it again or correct the model: {exc}"
+            ) from exc
         raws = [raw for _, raw in points]
         by_name: dict[str, list[str]] = defaultdict(list)
         for point_iri, raw in points:

@@ -546,7 +546,15 @@ def read_osed_model(source: str, data: bytes) -> Any:
         graph.parse(data=data, format="turtle")
     except _TURTLE_ERRORS as exc:
         raise IngestError(f"not valid Turtle: {_short(exc)}", source=source) from exc
-    return graph if (None, RDF.type, OSED.Building) in graph else None
+    if (None, RDF.type, OSED.Building) not in graph:
+        return None
+    from mapper._graph import read_points_graph
+
+    try:
+        read_points_graph(graph)  # stored as it is, but relabeled from its points later
+    except (ValueError, TypeError) as exc:
+        raise IngestError(f"not a valid OSED model: {_short(exc)}", source=source) from exc
+    return graph
 
 
 def read_points_turtle(source: str, data: bytes) -> list[RawPoint]:

@@ -29,7 +29,10 @@ def read_points_graph(graph: Graph) -> list[tuple[URIRef, RawPoint]]:
     for point in set(graph.subjects(OSED.rawName, None)):
         if not isinstance(point, URIRef):
             continue
-        out.append((point, _point(graph, point)))
+        try:
+            out.append((point, _point(graph, point)))
+        except (ValueError, TypeError) as exc:  # a model edited by hand
+            raise ValueError(f"point '{_text(graph, point, OSED.rawName)}': {exc}") from exc
     out.sort(key=lambda item: (_row(item[1]), item[1].name, str(item[0])))
     return out
 
@@ -95,6 +98,13 @@ def _extra(graph: Graph, point: URIRef) -> tuple[tuple[str, str], ...]:
     return tuple((column, cell) for _, column, cell in sorted(fields))
 
 
+def _whole(text: str, field: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{field} holds no instance number ({text!r})") from None
+
+
 def _address(graph: Graph, ref: Node) -> Address | None:
     adapter = _text(graph, ref, OSED.adapter)
     if adapter == "bacnet":
@@ -102,9 +112,9 @@ def _address(graph: Graph, ref: Node) -> Address | None:
         device = _text(graph, ref, BACNET["device-identifier"]).partition(",")[2]
         priority = graph.value(ref, BACNET["priority-for-writing"])
         return BACnetAddress(
-            device_instance=int(device),
+            device_instance=_whole(device, "bacnet:device-identifier"),
             object_type=obj_type,
-            object_instance=int(instance),
+            object_instance=_whole(instance, "bacnet:object-identifier"),
             property_identifier=_text(graph, ref, BACNET["property-identifier"]) or "present-value",
             priority=int(str(priority)) if priority is not None else None,
             device_address=_text(graph, ref, OSED.bacnetDeviceAddress) or None,

@@ -547,3 +547,19 @@ def test_the_class_search_is_asked_once_per_text(ontology: Ontology, monkeypatch
     assert asked == [["a", "b"], ["c"], ["c"]]
     retriever.search(["a"])[0].append(("changed by a caller", 1.0))
     assert retriever.search(["a"]) == [[("a/10", 0.5)]]
+
+
+def test_a_stored_model_that_cannot_be_read_back_is_a_sentence_not_a_500(platform: Platform) -> None:
+    with _client(platform) as c:
+        iri = platform.graph_iri("hq")
+        # Written past the readers: BACnet references that lost their device.
+        platform.store.update(
+            f"DELETE {{ GRAPH <{iri}> {{ ?r <http://data.ashrae.org/bacnet/2020#device-identifier> ?d }} }} "
+            f"WHERE {{ GRAPH <{iri}> {{ ?r <http://data.ashrae.org/bacnet/2020#device-identifier> ?d }} }}"
+        )
+        row = c.get("/buildings/hq/points").json()["items"][0]
+        r = c.post("/buildings/hq/decisions", json={"decisions": [{"point": row["iri"], "action": "reject"}]})
+        assert r.status_code == 400
+        assert (
+            "cannot be read back" in r.json()["detail"] and "bacnet:device-identifier" in r.json()["detail"]
+        )

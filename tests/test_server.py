@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import http.client
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import time
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,9 +26,10 @@ from api._service import Platform
 from api.settings import Settings
 from eval.load import cpu_seconds, osed_binary, serve
 from eval.paging import synthetic_points
-from mapper import read_points
+from mapper import LabeledPoint, Suggestion, build_model, read_points
 from ontology import Ontology
 from tests.conftest import FIXTURES, free_port
+from tests.test_cli import osed as run_osed
 
 RUNAWAY = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i }"
 ENV = {"OSED_AGENT__RETRIEVAL": "false"}
@@ -190,3 +195,75 @@ def test_an_import_killed_in_its_store_write_leaves_no_part_of_it(
             assert page["total"] == 600
         allowed = {f"urn:osed:{b}{tail}" for b in listed for tail in ("", "/index", "/provenance")}
         assert {g["g"]["value"] for g in graphs} <= allowed
+
+
+def _damaged_xlsx() -> bytes:
+    """The fixture workbook with the XML of its sheets cut in half (lxml/ElementTree raised)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(FIXTURES / "rtu.xlsx") as zin, zipfile.ZipFile(out, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename.startswith("xl/worksheets/sheet"):
+                data = data[: len(data) // 2]
+            zout.writestr(item, data)
+    return out.getvalue()
+
+
+def _hand_edited_model(ontology: Ontology) -> bytes:
+    """An OSED export whose BACnet references lost their device (``int('')`` was raised by
+    ``osed label``; an upload stored it, and every decision on the building was a 500)."""
+    points = read_points(FIXTURES / "small_building.csv")
+    model = build_model("b", [LabeledPoint(p, Suggestion(None, 0.1)) for p in points], ontology)
+    text, lost = re.subn(r'\n\s*bacnet:device-identifier "[^"]*" ;', "", model.serialize(format="turtle"))
+    assert lost
+    return text.encode("utf-8")
+
+
+def _multipart(name: str, content: bytes) -> tuple[bytes, str]:
+    boundary = "osed-test-boundary-1b2c3d"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_damaged_files_are_400_on_a_connection_that_stays_open_and_exit_2_in_the_cli(
+    tmp_path: Path, ontology: Ontology
+) -> None:
+    files = {"rtu.xlsx": _damaged_xlsx(), "model.ttl": _hand_edited_model(ontology)}
+    data = _data_dir(tmp_path, ontology)
+    port = free_port()
+    with serve(data, port, demo=False, env=ENV, log=tmp_path / "serve.log"):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            for name, content in files.items():
+                body, kind = _multipart(name, content)
+                conn.request("POST", "/buildings/hq/points", body=body, headers={"Content-Type": kind})
+                answer = conn.getresponse()
+                detail = json.loads(answer.read()).get("detail")
+                assert answer.status == 400 and name in detail, (answer.status, detail)
+                assert not answer.will_close
+                sock = conn.sock
+                # The next request on that connection is answered, on the same socket.
+                conn.request("GET", "/buildings/hq/points?limit=1")
+                after = conn.getresponse()
+                assert after.status == 200 and json.loads(after.read())["total"] == 6
+                assert conn.sock is sock
+        finally:
+            conn.close()
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        label = ("label", str(path), "--predictions", str(tmp_path / "p.csv"))
+        for command in (label, ("load", str(path), "--building", "hq2")):
+            r = run_osed(*command, cwd=tmp_path)
+            assert r.returncode == 2, (command, r.stderr)
+            assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+            # The file, or (a model loaded as it is) the point and the field.
+            unreadable = "': bacnet:device-identifier holds no instance number"
+            assert name in r.stderr or unreadable in r.stderr, r.stderr
