@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from rdflib import RDF, RDFS, Graph, Literal, Namespace, URIRef
 
 from mapper._records import EquipmentRef, LabeledPoint, LocationRef
-from ontology import BRICK, OSED, S223, Ontology
+from ontology import BRICK, OSED, QUDT, S223, Ontology
 
 REC = Namespace("https://w3id.org/rec#")
 
@@ -349,7 +349,10 @@ def add_topology(
         g.add((owner, S223.hasProperty, iri))
         summary.properties += 1
         kind = index.point_kind(labeled.brick_class) if labeled.brick_class else None
-        if kind == "Sensor" and seen_at is not None:
+        # A difference (a filter's pressure drop) is observed between two places; 223P asks
+        # for both (hasReferenceLocation), and a list names neither, so no sensor is made up.
+        difference = (iri, QUDT.isDeltaQuantity, Literal(True)) in g
+        if kind == "Sensor" and seen_at is not None and not difference:
             sensor = URIRef(f"{iri}/sensor")
             g.add((sensor, RDF.type, S223.Sensor))
             g.add((sensor, RDFS.label, Literal(f"sensor of {labeled.raw.name}")))

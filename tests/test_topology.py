@@ -252,3 +252,11 @@ def test_a_pump_named_under_a_chiller_gets_a_water_pipe(ontology: Ontology) -> N
                  s223:connectsTo/rdfs:label "CHWP-1" ; osed:inferredFrom ?names }""",
     )
     assert not ask(g, "ASK { ?d a s223:Duct }")
+
+
+def test_a_difference_gets_no_sensor_without_its_two_places(ontology: Ontology) -> None:
+    """223P locates a differential sensor at two places; a filter's pressure drop names
+    neither, so the reading is the AHU's property and no sensor is made up."""
+    g = build_model("b6", label(ontology, [RawPoint("AHU-1.FILT-DP", unit="inH2O")]), ontology)
+    assert ask(g, 'ASK { ?a rdfs:label "AHU-1" ; s223:hasProperty ?p . ?p qudt:isDeltaQuantity true }')
+    assert not ask(g, "ASK { ?s a s223:Sensor }")
