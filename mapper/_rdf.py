@@ -24,7 +24,7 @@ from mapper._records import (
     RawPoint,
 )
 from mapper._s223 import REC, add_location, add_topology
-from ontology import BACNET, BRICK, ONTOLOGY_GRAPH_NAME, OSED, QUDT, REF, S223, Ontology
+from ontology import BACNET, BRICK, ONTOLOGY_GRAPH_NAME, OSED, QUDT, REF, S223, Ontology, qk_local
 
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 _REFERENCE_CLASS = {
@@ -186,6 +186,19 @@ def _add_point(g: Graph, ontology: Ontology, iri: URIRef, labeled: LabeledPoint,
     g.add((iri, RDF.type, kind))
     if unit:
         g.add((iri, BRICK.hasUnit, URIRef(unit.iri)))
+    meant = ontology.units.property_quantity(ontology.index.quantity_kind(cls) if cls else None, None)
+    if unit and quantity and meant and quantity.kind != meant.kind:
+        # The unit wins for 223P (a property's unit and quantity kind must agree), but a unit
+        # that cannot measure what the class measures is a finding the reviewer must see.
+        g.add(
+            (
+                iri,
+                OSED.unitConflict,
+                Literal(
+                    f"unit {unit.symbol or unit.iri} does not measure {qk_local(meant.kind)}, the quantity of {cls}"
+                ),
+            )
+        )
     if quantity and kind in _QUANTIFIABLE:
         # 223P: a QuantifiableProperty states exactly one QUDT quantity kind and at most one
         # unit, whose dimensions agree; no unit is invented where the source gives none.

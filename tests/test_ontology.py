@@ -88,3 +88,12 @@ def test_unit_that_does_not_measure_the_class_quantity_is_reported(ontology: Ont
     report = ontology.validator.validate(model)
     assert any("does not measure quantity kind" in r.message for r in report.violations)
     _ = Example  # the agent package is importable beside the ontology
+
+
+def test_a_unit_the_class_cannot_be_measured_in_is_reported_from_the_list(ontology: Ontology) -> None:
+    """A zone temperature in cfm: the model states the unit's quantity kind (223P wants them to
+    agree) and the validator says the unit does not fit the class."""
+    model = _model(ontology, [(RawPoint(name="ZN-T", unit="cfm"), "Zone_Air_Temperature_Sensor")])
+    report = ontology.validator.validate(model)
+    found = [r.message for r in report.violations if "does not fit the class" in r.message]
+    assert found and "Temperature" in found[0] and "Zone_Air_Temperature_Sensor" in found[0]
