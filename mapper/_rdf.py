@@ -190,15 +190,8 @@ def _add_point(g: Graph, ontology: Ontology, iri: URIRef, labeled: LabeledPoint,
     if unit and quantity and meant and quantity.kind != meant.kind:
         # The unit wins for 223P (a property's unit and quantity kind must agree), but a unit
         # that cannot measure what the class measures is a finding the reviewer must see.
-        g.add(
-            (
-                iri,
-                OSED.unitConflict,
-                Literal(
-                    f"unit {unit.symbol or unit.iri} does not measure {qk_local(meant.kind)}, the quantity of {cls}"
-                ),
-            )
-        )
+        what = f"unit {unit.symbol or unit.iri} does not measure {qk_local(meant.kind)}"
+        g.add((iri, OSED.unitConflict, Literal(f"{what}, the quantity of {cls}")))
     if quantity and kind in _QUANTIFIABLE:
         # 223P: a QuantifiableProperty states exactly one QUDT quantity kind and at most one
         # unit, whose dimensions agree; no unit is invented where the source gives none.
