@@ -206,7 +206,8 @@ def add_topology(
             g.add((damper, RDF.type, S223.Damper))
             g.add((damper, RDF.type, BRICK.Damper))
             g.add((damper, RDFS.label, Literal(f"{eq.ref.name} damper")))
-            _inferred(g, damper, "damper points of the terminal", [n for n in names if n])
+            shown = [p.raw.name for _, p in eq.points if _about(p, "Damper")]
+            _inferred(g, damper, "damper points of the terminal", shown)
             for direction in ("in", "out"):
                 port = _port(g, damper, direction, "Fluid-Air")
                 g.add((port, S223.mapsTo, eq.ports[direction]))

@@ -69,6 +69,10 @@ def test_equipment_gets_its_223p_class_and_ports_with_their_medium(model: Graph)
     assert ("VAV-1-02", s223 + "TerminalUnit") in rows
     assert ("VAV-1-01 damper", s223 + "Damper") in rows
     assert not [r for r in rows if r[0] == "VAV-1-02 damper"]
+    # The damper says it was inferred from the damper point, not from the box's other points.
+    assert ask(model, 'SELECT ?n WHERE { ?d rdfs:label "VAV-1-01 damper" ; osed:inferredFrom ?n }') == [
+        ("AHU-1.VAV-1-01.DMPR-CMD",)
+    ]
     ports = ask(
         model,
         """SELECT ?label ?kind ?medium WHERE { ?e rdfs:label ?label ; s223:hasConnectionPoint ?cp .
