@@ -47,6 +47,7 @@ eval: $(STAMP)
 	$(BIN)/python -m eval.standards ../shared/datasets/dev > docs/standards.md
 	$(BIN)/python -m eval.load --clients 200 --seconds 60 > docs/load.md
 	$(BIN)/python -m eval.load --clients 200 --seconds 60 --timeout 5 >> docs/load.md
+	$(BIN)/python -m eval.load --clients 200 --seconds 60 --decisions 0 >> docs/load.md
 
 clean:
 	rm -rf $(VENV) var
