@@ -70,7 +70,9 @@ def main(folder: Path, exports: Path = EXPORTS) -> None:
         "datasets (real buildings, Brick 1.5 ground truth). Accuracy counts an abstention as wrong;\n"
         "`coverage` is the share of points given a class at the default abstention threshold\n"
         "(calibrated confidence 0.25), `precision` the accuracy on those. The dev sets are\n"
-        "development material: knowledge that only fits one of them is not in the product.\n\n"
+        "development material: knowledge that only fits one of them is not in the product.\n"
+        "`points/s` is wall-clock time on the machine the report ran on, whatever else it was\n"
+        "running (2 cores here; the last run shared them with other work: read it as a floor).\n\n"
     )
     out.write(
         "A dev building whose names use codes that mean nothing outside the site is labeled with\n"
