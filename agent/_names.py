@@ -16,6 +16,7 @@ from typing import Any
 from core.errors import LabelingError
 from mapper import EquipmentRef, LocationRef
 
+_ORDINAL = re.compile(r"^(\d{1,3})(?:st|nd|rd|th|e|er|eme|ere)$")
 _DELIMS = re.compile(r"[^0-9A-Za-zÀ-ÖØ-öø-ÿĀ-ž.]+|\.{2,}|(?<![0-9])\.|\.(?![0-9])")
 _CAMEL = re.compile(r"(?<=[a-zà-ÿ])(?=[A-ZÀ-Ý])|(?<=[A-ZÀ-Ý])(?=[A-ZÀ-Ý][a-zà-ÿ]{2,})")
 _ALNUM = re.compile(r"[0-9]+(?:\.[0-9]+|(?:st|nd|rd|th)(?![a-z]))?|[^0-9]+", re.IGNORECASE)
@@ -540,6 +541,10 @@ class NameParser:
         not the last word (MTR-MAIN kW, MTR-HVAC Demand kW: the meter's own name)."""
         kb = self.knowledge
         key = keys[i]
+        # An ordinal before a floor word: "2nd Floor", "3e étage" (the same floor as FL-2).
+        ordinal = _ORDINAL.match(key)
+        if ordinal and i + 1 < len(keys) and kb.locations.get(keys[i + 1]) == "Floor":
+            return "location", "Floor", f"{tokens[i + 1].upper()}-{ordinal.group(1)}", 2
         table = (
             ("equipment", kb.equipment.get(key)),
             ("location", kb.locations.get(key)),

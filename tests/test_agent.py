@@ -332,3 +332,19 @@ def test_equipment_named_by_a_word_is_equipment() -> None:
     assert parser.parse("MTR-MAIN").equipment is None  # the word is the whole point
     wh = parser.parse("WH-1 kW").equipment
     assert wh is not None and wh.name == "WH-1"
+
+
+@pytest.mark.parametrize(
+    ("name", "floor"),
+    [
+        ("2nd Floor RM-204 Temp", "FLOOR-2"),
+        ("ventOptVavAirflowGross1st Floor VAS2", "FLOOR-1"),
+        ("3e étage T. AMB.", "ÉTAGE-3"),
+    ],
+)
+def test_an_ordinal_floor_is_a_floor(name: str, floor: str) -> None:
+    """'2nd Floor', '3e étage': the floor a point names, like FL-2 (rooms named after it are in it)."""
+    locations = NameParser(Knowledge.load()).parse(name).locations
+    assert locations[0].brick_class == "Floor" and locations[0].name == floor
+    assert all(loc.parent == locations[0] for loc in locations[1:])
+    assert NameParser(Knowledge.load()).parse("4th stage cooling").locations == ()
