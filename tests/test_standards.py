@@ -90,14 +90,9 @@ def test_demo_export_alone_passes_brickschema_validate(demo_export: Path) -> Non
     assert standards.check_brick(demo_export) == {}
 
 
-def test_demo_export_alone_passes_223p_shapes_but_for_differential_sensor_locations(
-    demo_export: Path,
-) -> None:
+def test_demo_export_alone_passes_223p_shapes(demo_export: Path) -> None:
     from ontology import _paths
 
     s223 = Graph().parse(_paths.s223_ttl(), format="turtle")
     found = standards.check_223p(Graph().parse(demo_export, format="turtle"), s223)
-    # Known, topology side (mapper/_s223.py, /work/notes/s223-violations.md): a sensor of a
-    # difference needs a reference location. Nothing else may appear.
-    assert all("lacks a reference location" in message for message in found), found
-    assert sum(found.values()) <= 2, found
+    assert sum(found.values()) == 0, found
