@@ -369,32 +369,18 @@ def _without_numbering(tokens: list[str], numbering: frozenset[str]) -> list[str
     ]
 
 
-def _hyphened(text: str, tokens: list[str]) -> list[bool]:
-    """For each token, whether a single hyphen joins it to the previous one (``MTR-MAIN``)."""
-    out: list[bool] = []
+def _separators(text: str, tokens: list[str]) -> list[str | None]:
+    """For each token, what stands between it and the previous one in the name (``""`` for
+    ``03A``, ``" "`` for ``1 M``, ``"-"`` for ``MTR-MAIN``); None where the text does not
+    spell the token as such."""
+    out: list[str | None] = []
     pos = 0
     for tok in tokens:
         at = text.find(tok, pos)
         if at < 0:
-            out.append(False)
+            out.append(None)
             continue
-        out.append(text[pos:at] == "-")
-        pos = at + len(tok)
-    return out
-
-
-def _glued(text: str, tokens: list[str]) -> list[bool]:
-    """For each token, whether it follows the previous one with nothing between them in
-    the name (``03A``: yes; ``1 M``: no). Tokens the text does not spell as such count as
-    glued, as before this was told."""
-    out: list[bool] = []
-    pos = 0
-    for tok in tokens:
-        at = text.find(tok, pos)
-        if at < 0:
-            out.append(True)
-            continue
-        out.append(at == pos)
+        out.append(text[pos:at])
         pos = at + len(tok)
     return out
 
@@ -431,7 +417,11 @@ class NameParser:
         tokens = _without_numbering(tokenize(name, self._keep), kb.numbering)
         keys = [_key(t) for t in tokens]
         text = _normalise(unescape(name[:_MAX_NAME]))
-        glued, hyphened = _glued(text, tokens), _hyphened(text, tokens)
+        between = _separators(text, tokens)
+        # Glued: nothing between (a token the text does not spell counts as glued);
+        # hyphened: a single hyphen between.
+        glued = [sep is None or sep == "" for sep in between]
+        hyphened = [sep == "-" for sep in between]
         tags: list[str] = []
         unknown: list[str] = []
         expansions: list[tuple[str, str]] = []
