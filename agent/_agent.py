@@ -149,6 +149,8 @@ class LabelingAgent:
     ) -> None:
         self.ontology = ontology
         self.retriever = retriever
+        #: Brick equipment class -> the 223P class retrieval chose for it (None: none fits).
+        self._s223_choice: dict[str, tuple[str, float] | None] = {}
         self.calibration = calibration or Calibration.load()
         self.llm = llm
         self.knowledge = knowledge or Knowledge.load()
@@ -269,12 +271,16 @@ class LabelingAgent:
                 ref = ref.parent
         if not wanted:
             return suggestions
-        classes = sorted(wanted)
-        texts = [f"{index.get(c).label}: {index.get(c).definition}".strip(": ") for c in classes]
-        chosen: dict[str, tuple[str, float]] = {}
-        for cls, hits in zip(classes, self.retriever.search_s223(texts, kind="equipment", k=3), strict=True):
-            if hits and hits[0][1] >= self.S223_SIMILARITY and hits[0][0] in index.s223_ports:
-                chosen[cls] = hits[0]
+        # Asked once per Brick class for the agent's life (the relabel after every decision
+        # asks about the same classes again).
+        new = sorted(wanted - self._s223_choice.keys())
+        texts = [f"{index.get(c).label}: {index.get(c).definition}".strip(": ") for c in new]
+        for cls, hits in zip(
+            new, self.retriever.search_s223(texts, kind="equipment", k=3) if new else [], strict=True
+        ):
+            good = hits and hits[0][1] >= self.S223_SIMILARITY and hits[0][0] in index.s223_ports
+            self._s223_choice[cls] = hits[0] if good else None
+        chosen = {c: hit for c in wanted if (hit := self._s223_choice[c]) is not None}
         if not chosen:
             return suggestions
 
