@@ -61,19 +61,7 @@ class RemoteSparqlStore(GraphStore):
             self._post_update(" ;\n".join(parts))
 
     def _put_ntriples(self, graph_iri: str, payload: bytes) -> None:
-        if self._gsp_url:
-            self._send(
-                "PUT",
-                self._gsp_url,
-                params={"graph": graph_iri},
-                content=payload,
-                headers={"Content-Type": _NT},
-            )
-        else:
-            self._post_update(
-                f"DROP SILENT GRAPH <{graph_iri}> ;\n"
-                f"INSERT DATA {{ GRAPH <{graph_iri}> {{\n{payload.decode('utf-8')}\n}} }}"
-            )
+        self._replace({graph_iri: payload}, {})  # one graph: a Graph Store PUT where there is one
 
     def drop_graph(self, graph_iri: str) -> None:
         try:
