@@ -1,17 +1,21 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from rdflib import RDF, RDFS
 
 from agent import ClassRetriever
 from api._service import Platform
 from api.settings import Settings
-from graphstore import OxigraphStore
+from graphstore import GraphStore, OxigraphStore, RemoteSparqlStore, StoreSettings
 from ontology import BRICK, OSED, Ontology
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -82,3 +86,51 @@ def stored_points(platform: Platform, building: str) -> dict[str, dict[str, Any]
             "confidence": float(confidence) if confidence is not None else 0.0,
         }
     return out
+
+
+# Graph stores for the tests that run against both: embedded, and a real `oxigraph serve`.
+@pytest.fixture
+def oxigraph_server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    # The server binary ships in the `oxigraph` PyPI package, beside this interpreter.
+    binary = Path(sys.executable).with_name("oxigraph")
+    proc = subprocess.Popen(
+        [
+            str(binary if binary.exists() else "oxigraph"),
+            "serve",
+            "--location",
+            str(tmp_path / "ox"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--union-default-graph",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(url + "/query", params={"query": "ASK {}"}, timeout=0.5)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore]:
+    if request.param == "embedded":
+        s: GraphStore = OxigraphStore(tmp_path / "store")
+    else:
+        url = request.getfixturevalue("oxigraph_server")
+        s = RemoteSparqlStore(
+            StoreSettings(
+                backend="sparql", query_url=url + "/query", update_url=url + "/update", gsp_url=url + "/store"
+            )
+        )
+    yield s
+    s.close()

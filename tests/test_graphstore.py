@@ -3,16 +3,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from rdflib import Graph, Literal, URIRef
 
 from core.errors import GraphStoreError, QueryError, QueryTimeoutError
-from graphstore import GraphStore, OxigraphStore, RemoteSparqlStore, StoreSettings
-from tests.conftest import free_port
+from graphstore import GraphStore, OxigraphStore, StoreSettings
 
 EX = "http://example.org/"
 
@@ -22,53 +19,6 @@ def _graph(n: int, tag: str = "a") -> Graph:
     for i in range(n):
         g.add((URIRef(f"{EX}{tag}{i}"), URIRef(f"{EX}p"), Literal(i)))
     return g
-
-
-@pytest.fixture
-def oxigraph_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    # The server binary ships in the `oxigraph` PyPI package, beside this interpreter.
-    binary = Path(sys.executable).with_name("oxigraph")
-    proc = subprocess.Popen(
-        [
-            str(binary if binary.exists() else "oxigraph"),
-            "serve",
-            "--location",
-            str(tmp_path / "ox"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--union-default-graph",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(url + "/query", params={"query": "ASK {}"}, timeout=0.5)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture(params=["embedded", "remote"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore]:
-    if request.param == "embedded":
-        s: GraphStore = OxigraphStore(tmp_path / "store")
-    else:
-        url = request.getfixturevalue("oxigraph_server")
-        s = RemoteSparqlStore(
-            StoreSettings(
-                backend="sparql", query_url=url + "/query", update_url=url + "/update", gsp_url=url + "/store"
-            )
-        )
-    yield s
-    s.close()
 
 
 def test_named_graph_per_building_and_union_queries(store: GraphStore) -> None:

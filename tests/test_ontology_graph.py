@@ -6,35 +6,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from rdflib import Graph
 
 from api._service import Platform
 from api.settings import Settings
-from graphstore import GraphStore, OxigraphStore, RemoteSparqlStore, StoreSettings
+from graphstore import GraphStore
 from ontology import Ontology, OntologyGraph, ontology_graph_iri, sparql_prefixes
 from tests.conftest import FIXTURES
-from tests.test_graphstore import oxigraph_server  # noqa: F401 - a fixture
 
 SUBCLASS_QUERY = sparql_prefixes() + "SELECT ?p WHERE { ?p a/rdfs:subClassOf* brick:Temperature_Sensor }"
-
-
-@pytest.fixture(params=["embedded", "remote"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore]:
-    if request.param == "embedded":
-        s: GraphStore = OxigraphStore(tmp_path / "store")
-    else:
-        url = request.getfixturevalue("oxigraph_server")
-        s = RemoteSparqlStore(
-            StoreSettings(
-                backend="sparql", query_url=url + "/query", update_url=url + "/update", gsp_url=url + "/store"
-            )
-        )
-    yield s
-    s.close()
 
 
 def test_the_ontology_graph_is_written_once_and_again_when_the_files_change(
