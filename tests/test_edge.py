@@ -533,10 +533,12 @@ def test_cli_write_release_and_revert_after_a_process_restart(tmp_path: Path, mo
 
     assert osed("load", str(_csv(tmp_path, modbus)), "--building", "hq", cwd=tmp_path).returncode == 0
     modbus.set_holding(10, [550])
-    started = time.monotonic()
     out = osed(
         "write", "AHU-1.SA-T-SP", "70", "--building", "hq", "--for", "12s", "--reason", "test", cwd=tmp_path
     )
+    # The lease began inside the command, before it returned (its start-up can take seconds
+    # on a loaded machine): it has surely expired 12.5 s after the command ended.
+    started = time.monotonic()
     assert out.returncode == 0, out.stderr
     assert "clamped 70 to 65" in out.stderr and modbus.holding(10) == [650]
     lease_id = out.stdout.split("\t")[0]
